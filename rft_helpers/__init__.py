@@ -1,0 +1,1 @@
+"""RFT helpers."""

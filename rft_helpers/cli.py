@@ -1,0 +1,108 @@
+"""`rft`: run, resume and inspect RFT runs.
+
+    rft run params/demo.yaml [--output-dir DIR] [--iterations N] [--set sample.temperature=0.9 ...]
+    rft status outputs/demo
+    rft validate params/demo.yaml [--set ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .exceptions import RFTError
+
+
+def _config_from_args(args):
+    from .config import check_paths, load_config
+
+    overrides = list(args.set or [])
+    if getattr(args, "iterations", None) is not None:
+        overrides.append(f"iterations={args.iterations}")
+    if getattr(args, "output_dir", None):
+        overrides.append(f"output_dir={args.output_dir}")
+    config = load_config(args.params, overrides)
+    check_paths(config)
+    return config
+
+
+def cmd_run(args) -> int:
+    from .pipeline import run_pipeline
+
+    config = _config_from_args(args)
+    run_dir = config.resolved_output_dir()
+    print(f"run {config.run_name} -> {run_dir}")
+    run = run_pipeline(config, run_dir)
+    print(format_status(run.dir))
+    return 0
+
+
+def cmd_validate(args) -> int:
+    config = _config_from_args(args)
+    print(f"{args.params}: ok (run {config.run_name}, {config.iterations} iterations, output {config.resolved_output_dir()})")
+    return 0
+
+
+def format_status(run_dir: Path) -> str:
+    from .pipeline import plan
+    from .run import Run
+
+    run = Run(run_dir)
+    stages = run.state()["stages"]
+    lines = [f"{'iteration':<10}{'stage':<14}{'status':<9}{'seconds':>8}  accuracy"]
+    for stage in plan(run.config):
+        info = stages.get(stage.key, {})
+        accuracy = ""
+        if stage.name == "04_evaluate" and stage.iteration is not None:
+            metrics = run.metrics(stage.iteration)
+            if "eval" in metrics:
+                accuracy = f"{metrics['eval']['accuracy']:.3f}"
+                if "baseline_eval" in metrics:
+                    accuracy += f" (baseline {metrics['baseline_eval']['accuracy']:.3f})"
+        iteration = "-" if stage.iteration is None else f"{stage.iteration:02d}"
+        seconds = f"{info['seconds']:.1f}" if "seconds" in info else ""
+        line = f"{iteration:<10}{stage.name:<14}{info.get('status', 'pending'):<9}{seconds:>8}  {accuracy}"
+        lines.append(line + (f"  error: {info['error']}" if info.get("status") == "failed" else ""))
+    return "\n".join(lines)
+
+
+def cmd_status(args) -> int:
+    print(format_status(Path(args.run_dir)))
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rft", description="Reinforcement fine-tuning runs driven by notebooks.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_params(p):
+        p.add_argument("params", help="YAML parameter file (see rft_helpers/config.py for every key)")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a parameter, e.g. sample.n=4")
+        return p
+
+    run = with_params(sub.add_parser("run", help="run or resume an RFT run"))
+    run.add_argument("--output-dir", help="run folder (default outputs/<run_name>)")
+    run.add_argument("--iterations", type=int, help="number of RFT iterations after iteration 0")
+    run.set_defaults(func=cmd_run)
+    with_params(sub.add_parser("validate", help="check a parameter file without running")).set_defaults(func=cmd_validate)
+    status = sub.add_parser("status", help="per iteration and stage: done / failed / pending, and accuracy")
+    status.add_argument("run_dir")
+    status.set_defaults(func=cmd_status)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except RFTError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: run `rft run` again on the same folder to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

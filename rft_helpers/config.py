@@ -1,0 +1,237 @@
+"""Typed parameters for a whole RFT run: one config object per stage, all inside `RunConfig`.
+
+Precedence: the defaults below, then the params YAML, then `--set key=value` overrides. Unknown keys and wrong
+types are errors that name the field. Config does no I/O beyond reading the YAML; `check_paths` looks for the
+files a config names, before any stage runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .exceptions import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ----------------------------------------------------------------------------------------------- model
+class ScratchModelConfig(_Strict):
+    """A tiny causal LM built from a transformers config, with a character tokenizer (no download)."""
+
+    architecture: Literal["llama", "qwen2"] = Field(
+        "llama", description="transformers architecture (AutoTokenizer reloads a qwen2 char tokenizer wrongly)"
+    )
+    hidden_size: int = Field(128, gt=0, description="width of the residual stream")
+    num_layers: int = Field(4, gt=0, description="transformer blocks")
+    num_heads: int = Field(4, gt=0, description="attention heads (hidden_size must divide by it)")
+    intermediate_size: int = Field(512, gt=0, description="MLP width")
+    max_positions: int = Field(256, gt=0, description="longest prompt + completion, in characters")
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> "ScratchModelConfig":
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}; pick values that divide"
+            )
+        return self
+
+
+class ModelConfig(_Strict):
+    """Which model every stage starts from (shared by sampling, training and evaluation)."""
+
+    name_or_path: str = Field("scratch", description='hub id, local folder, or "scratch" (build from `scratch`)')
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = Field("float32", description="weights dtype")
+    scratch: ScratchModelConfig = Field(default_factory=ScratchModelConfig, description="used when name_or_path is scratch")
+
+    @property
+    def is_scratch(self) -> bool:
+        return self.name_or_path == "scratch"
+
+    @property
+    def is_local(self) -> bool:
+        """Local paths start with '.', '/' or '~'; anything else is a hub id (e.g. Qwen/Qwen2.5-0.5B-Instruct)."""
+        return self.name_or_path.startswith((".", "/", "~"))
+
+
+# ------------------------------------------------------------------------------------------------ task
+class TaskConfig(_Strict):
+    """The questions: a synthetic arithmetic task generated from the run seed (train, test and seed splits)."""
+
+    name: Literal["arithmetic"] = Field("arithmetic", description="task generator")
+    num_train: int = Field(2000, gt=0, description="training questions (RFT samples on these)")
+    num_test: int = Field(300, gt=0, description="held-out test questions")
+    seed_size: int = Field(100, ge=0, description="train questions with reference solutions: warm-up and baseline data")
+    min_ops: int = Field(2, ge=1, description="fewest operations in a question")
+    max_ops: int = Field(3, ge=1, description="most operations in a question")
+    max_operand: int = Field(9, ge=2, description="operands are drawn from 1..max_operand")
+    max_value: int = Field(99, ge=10, description="every intermediate result stays in 0..max_value")
+    system_prompt_file: str | None = Field(None, description="text file whose content becomes the system message")
+
+    @model_validator(mode="after")
+    def _ops_range(self) -> "TaskConfig":
+        if self.min_ops > self.max_ops:
+            raise ValueError(f"min_ops={self.min_ops} > max_ops={self.max_ops}; set min_ops <= max_ops")
+        if self.seed_size > self.num_train:
+            raise ValueError(f"seed_size={self.seed_size} > num_train={self.num_train}; the seed set is drawn from train")
+        return self
+
+
+# -------------------------------------------------------------------------------------------- sampling
+class SampleConfig(_Strict):
+    """01_sample: k completions per training question."""
+
+    engine: Literal["transformers"] = Field("transformers", description="sampling engine")
+    num_questions: int | None = Field(None, gt=0, description="questions sampled per iteration (None: all of train)")
+    n: int = Field(8, gt=0, description="completions per question")
+    temperature: float = Field(1.0, ge=0.0, description="0 means greedy")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus sampling mass")
+    max_new_tokens: int = Field(64, gt=0, description="longest completion, in tokens")
+    batch_size: int = Field(64, gt=0, description="prompts per generate call (each expands to n sequences)")
+
+
+# ---------------------------------------------------------------------------------------------- filter
+class FilterConfig(_Strict):
+    """02_filter: score every sample, keep the good ones, record why the others were dropped."""
+
+    reward: str = Field("exact_answer", description="reward name from rft_helpers.rewards, or a dotted path")
+    min_reward: float = Field(1.0, description="keep samples whose reward is at least this")
+    dedupe: bool = Field(True, description="drop repeated solutions to the same question")
+    max_per_question: int | None = Field(4, gt=0, description="keep at most this many samples per question")
+
+
+# -------------------------------------------------------------------------------------------- training
+class TrainConfig(_Strict):
+    """03_train: supervised fine-tuning (completion-only loss) on the kept samples."""
+
+    init: Literal["previous", "base"] = Field("previous", description="start from the last checkpoint or the warm-up model")
+    learning_rate: float = Field(5e-4, gt=0, description="peak learning rate (linear decay)")
+    num_epochs: float = Field(1.0, gt=0, description="passes over the kept samples")
+    max_steps: int | None = Field(None, gt=0, description="cap on optimizer steps (None: set by num_epochs)")
+    batch_size: int = Field(32, gt=0, description="sequences per optimizer step")
+    baseline: bool = Field(True, description="also train the baseline: plain SFT on the seed set, same number of steps")
+
+
+class WarmupConfig(_Strict):
+    """Iteration 0: a short SFT on the seed set so the starting model is weak but not hopeless (0 steps: skip)."""
+
+    max_steps: int = Field(0, ge=0, description="optimizer steps on the seed set (0: evaluate the model as it is)")
+    learning_rate: float = Field(1e-3, gt=0, description="peak learning rate")
+    batch_size: int = Field(32, gt=0, description="sequences per optimizer step")
+
+
+# ---------------------------------------------------------------------------------------------- eval
+class EvalConfig(_Strict):
+    """04_evaluate: greedy pass@1 on the test split."""
+
+    num_questions: int | None = Field(None, gt=0, description="test questions evaluated (None: all)")
+    max_new_tokens: int = Field(64, gt=0, description="longest answer, in tokens")
+    batch_size: int = Field(128, gt=0, description="prompts per generate call")
+
+
+# ----------------------------------------------------------------------------------------------- run
+class RunConfig(_Strict):
+    """A whole run: `iterations` rounds of sample -> filter -> train -> evaluate after an evaluated iteration 0."""
+
+    run_name: str = Field("demo", pattern=r"^[A-Za-z0-9._-]+$", description="names the output folder")
+    seed: int = Field(0, description="seeds data generation, model init, sampling and training")
+    iterations: int = Field(3, ge=0, description="RFT iterations after iteration 0")
+    output_dir: str | None = Field(None, description="run folder (None: outputs/<run_name>)")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    warmup: WarmupConfig = Field(default_factory=WarmupConfig)
+    sample: SampleConfig = Field(default_factory=SampleConfig)
+    filter: FilterConfig = Field(default_factory=FilterConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    def resolved_output_dir(self) -> Path:
+        return Path(self.output_dir) if self.output_dir else Path("outputs") / self.run_name
+
+
+# ------------------------------------------------------------------------------------- loading + checks
+def _format_error(source: str, err: ValidationError) -> str:
+    first = err.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "<root>"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key (see rft_helpers/config.py for the valid ones)"
+    elif "input" in first and not isinstance(first["input"], (dict, list)):
+        msg = f"{msg} (got {first['input']!r})"
+    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"{source}: {field}: {msg}{more}"
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """'sample.temperature=0.7' -> (['sample', 'temperature'], 0.7); values are read as YAML scalars."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {item!r}: expected key=value, e.g. sample.temperature=0.7")
+    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    for item in overrides:
+        path, value = parse_override(item)
+        node = data
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item!r}: {part} is not a section")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def config_from_dict(data: dict, source: str = "params") -> RunConfig:
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_error(source, e)) from None
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
+    """Defaults <- YAML file <- overrides. Raises ConfigError with a one-line message naming the field."""
+    data: dict = {}
+    source = "--set"
+    if path is not None:
+        path, source = Path(path), str(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: params file not found")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
+    return config_from_dict(apply_overrides(data, overrides or []), source)
+
+
+def check_paths(config: RunConfig, base_dir: Path | None = None) -> None:
+    """Fail before any stage runs when a file the config names is missing."""
+    base = base_dir or Path.cwd()
+
+    def missing(p: str) -> bool:
+        path = Path(p).expanduser()
+        return not (path if path.is_absolute() else base / path).exists()
+
+    if config.model.is_local and missing(config.model.name_or_path):
+        raise ConfigError(f"model.name_or_path: no such folder: {config.model.name_or_path}")
+    if config.task.system_prompt_file and missing(config.task.system_prompt_file):
+        raise ConfigError(f"task.system_prompt_file: no such file: {config.task.system_prompt_file}")
+
+
+def absolutize_paths(config: RunConfig, base_dir: Path | None = None) -> RunConfig:
+    """Make file fields absolute so notebooks executed in another folder find them."""
+    base = base_dir or Path.cwd()
+    cfg = config.model_copy(deep=True)
+    if cfg.model.is_local:
+        cfg.model.name_or_path = str((base / Path(cfg.model.name_or_path).expanduser()).resolve())
+    if cfg.task.system_prompt_file:
+        cfg.task.system_prompt_file = str((base / Path(cfg.task.system_prompt_file).expanduser()).resolve())
+    return cfg

@@ -1,0 +1,130 @@
+"""Loading models, and building the tiny from-scratch model of the embedded default.
+
+The scratch model is a real transformers causal LM (Qwen2 or Llama) with a character-level tokenizer and its
+own chat template, saved with `save_pretrained` like any checkpoint. Its `tokenizer_config.json` names
+`PreTrainedTokenizerFast`, because `AutoTokenizer` would otherwise reload it as a Qwen2 tokenizer that silently
+drops spaces and newlines (see shared/STACK-NOTES.md); `load_tokenizer` checks the round trip.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .config import ModelConfig, ScratchModelConfig
+from .exceptions import ConfigError
+from .io import atomic_replace_dir
+
+SPECIAL_TOKENS = ["<pad>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|{{ message['role'] }}|>{{ message['content'] }}<|end|>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+_GENERIC_TOKENIZER_CLASSES = {"TokenizersBackend", "PreTrainedTokenizerFast"}
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
+
+
+def build_char_tokenizer():
+    """Printable ASCII plus newline, one token per character, and the chat special tokens."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, decoders
+    from transformers import PreTrainedTokenizerFast
+
+    chars = sorted(set(string.printable) - set("\t\r\x0b\x0c"))
+    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
+    vocab.update({c: len(SPECIAL_TOKENS) + i for i, c in enumerate(chars)})
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<pad>"))
+    core.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
+    core.decoder = decoders.Fuse()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<pad>", eos_token="<|end|>", bos_token=None, unk_token="<pad>"
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:4]})
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def build_scratch_model(config: ScratchModelConfig, vocab_size: int, pad_id: int, eos_id: int, seed: int):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model_config = AutoConfig.for_model(
+        config.architecture,
+        vocab_size=vocab_size,
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads,
+        num_key_value_heads=config.num_heads,
+        max_position_embeddings=config.max_positions,
+        pad_token_id=pad_id,
+        eos_token_id=eos_id,
+        bos_token_id=None,
+        tie_word_embeddings=True,
+    )
+    return AutoModelForCausalLM.from_config(model_config)
+
+
+def save_scratch_model(config: ScratchModelConfig, out_dir: Path, seed: int) -> Path:
+    """Build the tiny model + tokenizer and save them as a checkpoint folder (atomically)."""
+    out_dir = Path(out_dir)
+    tokenizer = build_char_tokenizer()
+    model = build_scratch_model(config, len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id, seed)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    save_checkpoint(model, tokenizer, tmp)
+    atomic_replace_dir(tmp, out_dir)
+    return out_dir
+
+
+def save_checkpoint(model, tokenizer, out_dir: Path) -> None:
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    cfg_path = Path(out_dir) / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    if cfg.get("tokenizer_class") in _GENERIC_TOKENIZER_CLASSES:
+        # A generic tokenizer (ours): pin the class, or AutoTokenizer reloads it as the model type's tokenizer
+        # (Qwen2Tokenizer) with another pre-tokenizer that drops spaces and newlines.
+        cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+        cfg_path.write_text(json.dumps(cfg, indent=2))
+
+
+def load_tokenizer(path: str | Path):
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path}: cannot load a tokenizer ({str(e).splitlines()[0]})") from None
+    probe = "a b\nc"
+    if tokenizer.decode(tokenizer(probe, add_special_tokens=False)["input_ids"]) != probe:
+        # A character tokenizer reloaded as the model type's tokenizer (qwen2 does this): load it as saved.
+        from transformers import PreTrainedTokenizerFast
+
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path))
+    if tokenizer.chat_template is None:
+        raise ConfigError(f"{path}: the tokenizer has no chat template; add one to tokenizer_config.json")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"  # generation pads on the left; the trainer sets its own side
+    return tokenizer
+
+
+def load_model(path: str | Path, dtype: str = "float32"):
+    from transformers import AutoModelForCausalLM
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=_DTYPES[dtype])
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path}: cannot load a model ({str(e).splitlines()[0]})") from None
+    return model.eval()
+
+
+def model_source(config: ModelConfig, base_model_dir: Path) -> str:
+    """Where the run's starting weights live: the built scratch folder, or the hub id / local folder."""
+    return str(base_model_dir) if config.is_scratch else config.name_or_path

@@ -1,0 +1,139 @@
+"""Runs the stage notebooks with papermill, iteration by iteration, and resumes where a run stopped.
+
+Each stage's parameters are the primitive fields of its config (so an executed notebook shows what it ran
+with), plus `run_dir` and `iteration`. A stage marked done in run.json is skipped; a failed or interrupted
+one (still marked running) is run again. A failed cell keeps the partial notebook and raises StageFailed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .config import RunConfig, check_paths, absolutize_paths
+from .exceptions import ConfigError, StageFailed
+from .run import Run
+
+logger = logging.getLogger(__name__)
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+STAGES = ("01_sample", "02_filter", "03_train", "04_evaluate")
+REPORT = "05_report"
+_SECTIONS = {"01_sample": "sample", "02_filter": "filter", "03_train": "train", "04_evaluate": "eval"}
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str  # notebook name without .ipynb
+    iteration: int | None  # None: the run-level report
+
+    @property
+    def key(self) -> str:
+        return self.name if self.iteration is None else f"iter_{self.iteration:02d}/{self.name}"
+
+    def output_notebook(self, run: Run) -> Path:
+        folder = run.dir if self.iteration is None else run.iter_dir(self.iteration)
+        return folder / f"{self.name}.ipynb"
+
+
+def plan(config: RunConfig) -> list[Stage]:
+    """Iteration 0 (warm-up if any, then evaluation), then the four stages per iteration, then the report."""
+    stages = [Stage("03_train", 0)] if config.warmup.max_steps > 0 else []
+    stages.append(Stage("04_evaluate", 0))
+    for iteration in range(1, config.iterations + 1):
+        stages += [Stage(name, iteration) for name in STAGES]
+    return stages + [Stage(REPORT, None)]
+
+
+def stage_parameters(config: RunConfig, stage: Stage, run_dir: Path) -> dict:
+    """What papermill injects: run_dir, iteration and the stage config's fields (warm-up values in iteration 0)."""
+    params: dict = {"run_dir": str(run_dir)}
+    if stage.iteration is None:
+        return params
+    params["iteration"] = stage.iteration
+    section = getattr(config, _SECTIONS[stage.name]).model_dump()
+    if stage.name == "03_train" and stage.iteration == 0:
+        section.update(config.warmup.model_dump(), init="base", baseline=False)
+    return params | section
+
+
+def _check_declared(notebook: Path, params: dict) -> None:
+    import papermill as pm
+
+    declared = set(pm.inspect_notebook(str(notebook)))
+    undeclared = sorted(set(params) - declared)
+    if undeclared:
+        raise ConfigError(f"{notebook}: parameters {undeclared} are not declared in its 'parameters' cell")
+
+
+def run_stage(run: Run, stage: Stage, notebooks_dir: Path = NOTEBOOKS_DIR) -> float:
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    notebook = notebooks_dir / f"{stage.name}.ipynb"
+    params = stage_parameters(run.config, stage, run.dir)
+    _check_declared(notebook, params)
+    output = stage.output_notebook(run)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    run.set_stage(stage.key, status="running", started=time.strftime("%Y-%m-%dT%H:%M:%S"), error=None)
+    start = time.perf_counter()
+    try:
+        pm.execute_notebook(str(notebook), str(output), parameters=params, cwd=str(notebooks_dir),
+                            kernel_name="python3", progress_bar=False)
+    except PapermillExecutionError as e:
+        detail = f"cell {e.exec_count}: {e.ename}: {str(e.evalue).splitlines()[0] if e.evalue else ''}"
+        run.set_stage(stage.key, status="failed", error=detail, seconds=round(time.perf_counter() - start, 2))
+        raise StageFailed(stage.key, str(output), detail) from None
+    seconds = round(time.perf_counter() - start, 2)
+    run.set_stage(stage.key, status="done", seconds=seconds)
+    if stage.iteration is not None:
+        run.update_metrics(stage.iteration, "timing_s", {stage.name: seconds})
+    return seconds
+
+
+def run_pipeline(
+    config: RunConfig,
+    run_dir: Path | None = None,
+    until: str | None = None,
+    notebooks_dir: Path = NOTEBOOKS_DIR,
+    log: Callable[[str], None] = print,
+) -> Run:
+    """Run (or resume) every stage of `config` in `run_dir`; stop before the stage whose key is `until`."""
+    check_paths(config)
+    config = absolutize_paths(config)
+    run = Run.create(config, run_dir or config.resolved_output_dir())
+    stages = plan(run.config)
+    if until is not None and until not in {s.key for s in stages}:
+        raise ConfigError(f"stage {until!r} is not part of this run (iterations={run.config.iterations})")
+    ran_any = False
+    for stage in stages:
+        if stage.key == until:
+            break
+        status = run.stage_status(stage.key)
+        if status == "done" and not (stage.iteration is None and ran_any):
+            log(f"[skip] {stage.key} (done)")
+            continue
+        if status in ("running", "failed"):
+            log(f"[rerun] {stage.key} (was {status})")
+        log(f"[run]  {stage.key} ...")
+        seconds = run_stage(run, stage, notebooks_dir)
+        ran_any = True
+        log(f"[done] {stage.key} in {seconds:.1f}s")
+    return run
+
+
+def ensure_ready(run_dir: str | Path, params_file: str | Path, stage_key: str, log: Callable[[str], None] = print) -> Run:
+    """For a notebook run by hand: create the run if needed and run every stage before `stage_key`."""
+    from .config import load_config
+
+    run_dir = Path(run_dir)
+    if (run_dir / "run.json").exists():
+        config = Run(run_dir).config
+    else:
+        config = load_config(params_file)
+        config.output_dir = str(run_dir.resolve())
+    quiet = lambda message: None if message.startswith("[skip]") else log(message)  # noqa: E731
+    return run_pipeline(config, run_dir, until=stage_key, log=quiet)

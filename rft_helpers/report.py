@@ -1,0 +1,140 @@
+"""Tables and plots the notebooks show. Each function takes rows or a Run and returns a DataFrame or an Axes."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .io import read_jsonl
+from .run import Run
+
+
+def _short(text: str, width: int = 80) -> str:
+    text = text.replace("\n", " | ")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _question(row: dict) -> str:
+    return next((m["content"] for m in reversed(row["prompt"]) if m["role"] == "user"), "")
+
+
+def samples_table(rows: list[dict], k: int = 8) -> pd.DataFrame:
+    """The first k samples: question, completion, reference answer and, once scored, reward and verdict."""
+    table = []
+    for row in rows[:k]:
+        entry = {"id": row["id"], "question": _question(row), "completion": _short(row["completion"]),
+                 "reference": row["answer"]}
+        if "kept" in row:
+            entry |= {"extracted": row.get("extracted_answer"), "rewards": row["rewards"],
+                      "kept": row["kept"], "reject_reason": row["reject_reason"]}
+        table.append(entry)
+    return pd.DataFrame(table)
+
+
+def kept_and_rejected(scored: list[dict], k: int = 4) -> pd.DataFrame:
+    """k kept samples and k rejected ones, side by side in one table."""
+    kept = [r for r in scored if r["kept"]][:k]
+    rejected = [r for r in scored if not r["kept"]][:k]
+    return samples_table(kept + rejected, k=2 * k)
+
+
+def predictions_table(predictions: list[dict], k: int = 5) -> pd.DataFrame:
+    """k right and k wrong greedy answers."""
+    right = [p for p in predictions if p["correct"]][:k]
+    wrong = [p for p in predictions if not p["correct"]][:k]
+    return pd.DataFrame([
+        {"question": p["question"], "completion": _short(p["completion"]), "extracted": p["extracted_answer"],
+         "reference": p["answer"], "correct": p["correct"]}
+        for p in right + wrong
+    ])
+
+
+def plot_completion_lengths(rows: list[dict], ax=None):
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(6, 3))[1]
+    ax.hist([r["completion_tokens"] for r in rows], bins=30)
+    ax.set(xlabel="completion tokens", ylabel="samples", title="Completion lengths")
+    return ax
+
+
+def plot_solve_rate(scored: list[dict], reward: str, ax=None):
+    """Per question: the fraction of its samples that earned the reward (RFT learns from questions in (0, 1])."""
+    import matplotlib.pyplot as plt
+
+    frame = pd.DataFrame({"id": [r["id"] for r in scored], "score": [r["rewards"].get(reward) or 0 for r in scored]})
+    ax = ax or plt.subplots(figsize=(6, 3))[1]
+    ax.hist(frame.groupby("id")["score"].mean(), bins=20)
+    ax.set(xlabel="fraction of samples correct", ylabel="questions", title="Solve rate per question")
+    return ax
+
+
+def plot_loss(losses: list[float], ax=None):
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(6, 3))[1]
+    ax.plot(range(1, len(losses) + 1), losses)
+    ax.set(xlabel="optimizer step", ylabel="loss", title="Training loss")
+    return ax
+
+
+def run_summary(run: Run) -> pd.DataFrame:
+    """One row per finished iteration: accuracy (RFT and baseline), kept ratio, sample counts, seconds."""
+    rows = []
+    for iteration in range(run.config.iterations + 1):
+        m = run.metrics(iteration)
+        if "eval" not in m:
+            continue
+        rows.append({
+            "iteration": iteration,
+            "accuracy": m["eval"]["accuracy"],
+            "baseline_accuracy": m.get("baseline_eval", {}).get("accuracy"),
+            "samples": m.get("sampling", {}).get("samples"),
+            "kept": m.get("filter", {}).get("kept"),
+            "kept_ratio": m.get("filter", {}).get("kept_ratio"),
+            "questions_solved": m.get("filter", {}).get("questions_solved"),
+            "train_steps": m.get("train", {}).get("steps"),
+            "seconds": round(sum(m.get("timing_s", {}).values()), 1),
+        })
+    return pd.DataFrame(rows)
+
+
+def plot_accuracy(summary: pd.DataFrame, ax=None):
+    """RFT and the plain-SFT baseline on one plot: the comparison the report exists for."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(6, 3.5))[1]
+    ax.plot(summary["iteration"], summary["accuracy"], marker="o", label="RFT")
+    if summary["baseline_accuracy"].notna().any():
+        ax.plot(summary["iteration"], summary["baseline_accuracy"], marker="s", linestyle="--",
+                label="baseline: SFT on seed set, same steps")
+    ax.set(xlabel="iteration", ylabel="test accuracy (greedy pass@1)", title="Accuracy per iteration", ylim=(0, 1))
+    ax.set_xticks(summary["iteration"])
+    ax.legend()
+    return ax
+
+
+def plot_kept(summary: pd.DataFrame, ax=None):
+    import matplotlib.pyplot as plt
+
+    data = summary[summary["iteration"] > 0]
+    ax = ax or plt.subplots(figsize=(6, 3))[1]
+    ax.bar(data["iteration"], data["kept_ratio"])
+    ax.set(xlabel="iteration", ylabel="kept / sampled", title="Kept ratio")
+    ax.set_xticks(data["iteration"])
+    return ax
+
+
+def answers_by_iteration(run: Run, k: int = 6) -> pd.DataFrame:
+    """The same k test questions answered by each iteration's model, so a reader sees the answers change."""
+    columns: dict[str, list] = {}
+    for iteration in range(run.config.iterations + 1):
+        path = run.iter_dir(iteration) / "predictions.jsonl"
+        if not path.exists():
+            continue
+        predictions = read_jsonl(path)[:k]
+        columns.setdefault("question", [p["question"] for p in predictions])
+        columns.setdefault("reference", [p["answer"] for p in predictions])
+        columns[f"iter_{iteration:02d}"] = [
+            f"{'✓' if p['correct'] else '✗'} {p['extracted_answer']}" for p in predictions
+        ]
+    return pd.DataFrame(columns)

@@ -1,0 +1,73 @@
+"""Outcome rewards: is the final answer right?
+
+Rewards follow TRL's GRPO reward signature, so the same callables score samples in 02_filter and (later) drive
+GRPOTrainer: `reward(completions, answer, **kwargs) -> list[float | None]`, where a completion is a string or a
+list of chat messages and None means "cannot judge" (e.g. no reference answer).
+"""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+_ANSWER_PATTERNS = [
+    re.compile(r"\\boxed\{([^{}]*)\}"),
+    re.compile(r"####\s*([^\n]+)"),
+    re.compile(r"[Aa]nswer(?: is)?\s*[:=]?\s*([^\n]+)"),
+]
+_NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)(/\d+)?$")
+_THOUSANDS = re.compile(r"^[-+]?\d{1,3}(,\d{3})+(\.\d*)?$")  # 1,234 but not 1,5
+
+
+def completion_text(completion: str | list[dict]) -> str:
+    if isinstance(completion, str):
+        return completion
+    return "".join(m.get("content", "") for m in completion if m.get("role") == "assistant")
+
+
+def extract_answer(text: str) -> str | None:
+    """The final answer: last `\\boxed{..}`, else `#### N`, else the last 'Answer: ..' line; None if absent.
+
+    >>> extract_answer("3+4=7\\nAnswer: 7")
+    '7'
+    """
+    for pattern in _ANSWER_PATTERNS:
+        matches = pattern.findall(text)
+        if matches:
+            answer = matches[-1].strip().rstrip(".").strip()
+            return answer or None
+    return None
+
+
+def _as_number(text: str) -> Fraction | None:
+    cleaned = text.replace("$", "").strip()
+    if _THOUSANDS.match(cleaned):
+        cleaned = cleaned.replace(",", "")
+    if not _NUMBER.match(cleaned):
+        return None
+    try:
+        return Fraction(cleaned)
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def is_equivalent(prediction: str | None, reference: str | None) -> bool:
+    """Numbers compare by value (`14` == `14.0` == `28/2`); anything else by whitespace-normalised text."""
+    if prediction is None or reference is None:
+        return False
+    a, b = _as_number(prediction), _as_number(reference)
+    if a is not None and b is not None:
+        return a == b
+    return " ".join(prediction.split()) == " ".join(reference.split())
+
+
+def exact_answer(completions: list, answer: list, **kwargs) -> list[float | None]:
+    """1.0 when the extracted final answer equals the reference, 0.0 otherwise, None without a reference.
+
+    >>> exact_answer(["2+2=4\\nAnswer: 4", "Answer: 5"], answer=["4", "4"])
+    [1.0, 0.0]
+    """
+    return [
+        None if ref is None or str(ref).strip() == "" else float(is_equivalent(extract_answer(completion_text(c)), str(ref)))
+        for c, ref in zip(completions, answer, strict=True)
+    ]

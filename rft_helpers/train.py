@@ -1,0 +1,90 @@
+"""03_train: supervised fine-tuning with TRL's SFTTrainer on conversational prompt/completion records.
+
+The loss covers the completion only (TRL's default for prompt/completion data), so the model learns to answer,
+not to repeat the question. The checkpoint is written to a temporary folder and renamed into place.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .io import atomic_replace_dir
+from .models import load_model, load_tokenizer, save_checkpoint
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    examples: int
+    seconds: float
+    loss_history: list[float] = field(default_factory=list)
+
+    @property
+    def summary(self) -> dict:
+        losses = self.loss_history
+        return {
+            "steps": self.steps, "examples": self.examples, "seconds": round(self.seconds, 2),
+            "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
+        }
+
+
+def sft_train(
+    model_path: str | Path,
+    examples: list[dict],
+    output_dir: str | Path,
+    *,
+    learning_rate: float,
+    batch_size: int,
+    num_epochs: float = 1.0,
+    max_steps: int | None = None,
+    seed: int = 0,
+    dtype: str = "float32",
+) -> TrainResult:
+    """Fine-tune the model at `model_path` on `examples` and save model + tokenizer to `output_dir`."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    if not examples:
+        raise ValueError("no training examples: every sample was filtered out (see scored.jsonl reject_reason)")
+    output_dir = Path(output_dir)
+    tokenizer = load_tokenizer(model_path)
+    model = load_model(model_path, dtype).train()
+    dataset = Dataset.from_list([{"prompt": e["prompt"], "completion": e["completion"]} for e in examples])
+    scratch = tempfile.mkdtemp(prefix="rft-trainer-")  # trainer logs; the checkpoint goes to output_dir
+    args = SFTConfig(
+        output_dir=scratch,
+        learning_rate=learning_rate,
+        lr_scheduler_type="linear",
+        warmup_steps=0.05,
+        per_device_train_batch_size=batch_size,
+        num_train_epochs=num_epochs,
+        max_steps=max_steps or -1,
+        max_length=getattr(model.config, "max_position_embeddings", None),
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        seed=seed,
+        bf16=False,  # TRL refuses to start on CPU with its bf16 default
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0,
+    )
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
+
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}."))
+    save_checkpoint(trainer.model, tokenizer, tmp)
+    atomic_replace_dir(tmp, output_dir)
+    logger.info("trained %d steps on %d examples in %.1fs", trainer.state.global_step, len(examples), seconds)
+    return TrainResult(steps=trainer.state.global_step, examples=len(examples), seconds=seconds, loss_history=losses)

@@ -1,0 +1,33 @@
+"""Shared fixtures: a real tiny model built from a config, and the smoke recipe."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from rft_helpers.config import ScratchModelConfig, TaskConfig, load_config
+from rft_helpers.models import save_scratch_model
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE = ROOT / "params" / "smoke.yaml"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A 2-layer Llama with the character tokenizer, saved like any checkpoint."""
+    path = tmp_path_factory.mktemp("models") / "tiny"
+    save_scratch_model(ScratchModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64), path, 0)
+    return path
+
+
+@pytest.fixture
+def small_task() -> TaskConfig:
+    return TaskConfig(num_train=40, num_test=10, seed_size=8, max_value=20)
+
+
+@pytest.fixture
+def smoke_config():
+    return load_config(SMOKE)

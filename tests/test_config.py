@@ -1,0 +1,71 @@
+from pathlib import Path
+
+import pytest
+
+from rft_helpers.cli import main
+from rft_helpers.config import RunConfig, check_paths, load_config
+from rft_helpers.exceptions import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("recipe", sorted((ROOT / "params").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_recipe_loads(recipe):
+    """Recipes cannot drift from the config: each one validates."""
+    config = load_config(recipe)
+    assert isinstance(config, RunConfig)
+
+
+def test_precedence_defaults_then_yaml_then_overrides(tmp_path):
+    params = tmp_path / "p.yaml"
+    params.write_text("sample:\n  temperature: 0.5\n  n: 3\n")
+    config = load_config(params, ["sample.temperature=1.2", "train.max_steps=7"])
+    assert config.sample.temperature == 1.2  # override beats YAML
+    assert config.sample.n == 3  # YAML beats default
+    assert config.sample.top_p == 1.0  # default
+    assert config.train.max_steps == 7
+
+
+@pytest.mark.parametrize(
+    "yaml_text, overrides, expected",
+    [
+        ("sample:\n  temprature: 0.5\n", [], "sample.temprature: unknown key"),
+        ("sample:\n  n: many\n", [], "sample.n: Input should be a valid integer"),
+        ("", ["sample.temperature=hot"], "sample.temperature: Input should be a valid number"),
+        ("", ["task.min_ops=4"], "min_ops=4 > max_ops=3"),
+        ("bogus: 1\n", [], "bogus: unknown key"),
+        ("- a list\n", [], "expected a mapping"),
+    ],
+)
+def test_bad_parameters_name_the_field(tmp_path, yaml_text, overrides, expected):
+    params = tmp_path / "p.yaml"
+    params.write_text(yaml_text)
+    with pytest.raises(ConfigError) as err:
+        load_config(params, overrides)
+    message = str(err.value)
+    assert expected in message and "\n" not in message
+
+
+def test_missing_files_are_named(tmp_path):
+    with pytest.raises(ConfigError, match="params file not found"):
+        load_config(tmp_path / "missing.yaml")
+    config = load_config(None, ["model.name_or_path=./no-such-model"])
+    with pytest.raises(ConfigError, match="model.name_or_path: no such folder"):
+        check_paths(config, tmp_path)
+    config = load_config(None, ["task.system_prompt_file=prompts/none.txt"])
+    with pytest.raises(ConfigError, match="task.system_prompt_file: no such file"):
+        check_paths(config, tmp_path)
+
+
+def test_hub_ids_are_not_checked_as_paths(tmp_path):
+    check_paths(load_config(None, ["model.name_or_path=Qwen/Qwen2.5-0.5B-Instruct"]), tmp_path)
+
+
+def test_cli_rejects_bad_params_with_one_line_and_nonzero_exit(tmp_path, capsys):
+    params = tmp_path / "p.yaml"
+    params.write_text("train:\n  learning_rate: fast\n")
+    code = main(["run", str(params), "--output-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code != 0
+    assert err.count("\n") == 0 and "train.learning_rate" in err
+    assert not (tmp_path / "out").exists()  # no run directory left behind

@@ -1,0 +1,152 @@
+"""The papermill pipeline: mechanics on tiny fixture notebooks, then the real notebooks on the smoke recipe."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from rft_helpers.config import load_config
+from rft_helpers.exceptions import ConfigError, StageFailed
+from rft_helpers.io import read_json, read_jsonl
+from rft_helpers.pipeline import STAGES, plan, run_pipeline, stage_parameters
+from rft_helpers.run import Run
+
+PARAMS = {
+    "01_sample": "engine num_questions n temperature top_p max_new_tokens batch_size",
+    "02_filter": "reward min_reward dedupe max_per_question",
+    "03_train": "init learning_rate num_epochs max_steps batch_size baseline",
+    "04_evaluate": "num_questions max_new_tokens batch_size",
+    "05_report": "",
+}
+
+
+def fixture_notebooks(folder: Path, body: dict[str, str] | None = None, declare_all: bool = True) -> Path:
+    """Stage notebooks that only record that they ran; `body` replaces a stage's code (e.g. to fail)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, names in PARAMS.items():
+        declared = ["run_dir = ''", "params_file = ''"] + ([] if name == "05_report" else ["iteration = 0"])
+        declared += [f"{p} = None" for p in names.split() if declare_all or p != "n"]
+        code = (body or {}).get(name, "import pathlib; pathlib.Path(run_dir, 'ran.log').open('a').write(f'{iteration if \"iteration\" in dir() else \"-\"}\\n')")
+        cells = [nbformat.v4.new_code_cell("\n".join(declared)), nbformat.v4.new_code_cell(code)]
+        cells[0].metadata["tags"] = ["parameters"]
+        nb = nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+        nbformat.write(nb, folder / f"{name}.ipynb")
+    return folder
+
+
+@pytest.fixture
+def fast_config(smoke_config):
+    config = smoke_config.model_copy(deep=True)
+    config.iterations = 2
+    return config
+
+
+def test_plan_and_stage_parameters(fast_config, tmp_path):
+    keys = [s.key for s in plan(fast_config)]
+    assert keys[:2] == ["iter_00/03_train", "iter_00/04_evaluate"]
+    assert keys[2:6] == [f"iter_01/{s}" for s in STAGES] and keys[-1] == "05_report" and len(keys) == 11
+    warmup = stage_parameters(fast_config, plan(fast_config)[0], tmp_path)
+    assert warmup["max_steps"] == fast_config.warmup.max_steps and warmup["baseline"] is False
+    sample = stage_parameters(fast_config, plan(fast_config)[2], tmp_path)
+    assert sample == {"run_dir": str(tmp_path), "iteration": 1, **fast_config.sample.model_dump()}
+    fast_config.warmup.max_steps = 0
+    assert plan(fast_config)[0].key == "iter_00/04_evaluate"
+
+
+def test_runs_every_stage_once_and_resume_skips_done(fast_config, tmp_path):
+    notebooks = fixture_notebooks(tmp_path / "nb")
+    run = run_pipeline(fast_config, tmp_path / "run", notebooks_dir=notebooks, log=lambda m: None)
+    assert (run.dir / "ran.log").read_text().split() == ["0", "0"] + ["1"] * 4 + ["2"] * 4 + ["-"]
+    assert all(v["status"] == "done" for v in run.state()["stages"].values())
+    executed = nbformat.read(run.iter_dir(1) / "01_sample.ipynb", as_version=4)
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and "temperature = " in injected[0].source
+    assert executed.metadata.papermill.parameters["n"] == fast_config.sample.n
+    assert set(run.metrics(1)["timing_s"]) == set(STAGES)
+
+    messages = []
+    run_pipeline(fast_config, tmp_path / "run", notebooks_dir=notebooks, log=messages.append)
+    assert (run.dir / "ran.log").read_text().count("\n") == 11  # nothing ran again
+    assert all(m.startswith("[skip]") for m in messages)
+
+
+def test_more_iterations_extend_a_run_but_changed_params_are_refused(fast_config, tmp_path):
+    notebooks = fixture_notebooks(tmp_path / "nb")
+    run_pipeline(fast_config, tmp_path / "run", notebooks_dir=notebooks, log=lambda m: None)
+    fast_config.iterations = 3
+    run_pipeline(fast_config, tmp_path / "run", notebooks_dir=notebooks, log=lambda m: None)
+    # iteration 3's four stages ran, and the report was refreshed
+    assert (tmp_path / "run" / "ran.log").read_text().split()[11:] == ["3"] * 4 + ["-"]
+    fast_config.sample.temperature = 0.3
+    with pytest.raises(ConfigError, match=r"sample.temperature: 1.0 -> 0.3"):
+        run_pipeline(fast_config, tmp_path / "run", notebooks_dir=notebooks, log=lambda m: None)
+
+
+def test_failed_stage_keeps_partial_notebook_and_reruns_on_resume(fast_config, tmp_path):
+    broken = fixture_notebooks(tmp_path / "broken", {"02_filter": "raise RuntimeError('reward server down')"})
+    with pytest.raises(StageFailed, match=r"iter_01/02_filter failed .*RuntimeError: reward server down"):
+        run_pipeline(fast_config, tmp_path / "run", notebooks_dir=broken, log=lambda m: None)
+    run = Run(tmp_path / "run")
+    assert run.stage_status("iter_01/02_filter") == "failed"
+    assert run.stage_status("iter_01/01_sample") == "done"
+    assert "reward server down" in (run.iter_dir(1) / "02_filter.ipynb").read_text()  # partial notebook kept
+
+    messages = []
+    run_pipeline(fast_config, tmp_path / "run", notebooks_dir=fixture_notebooks(tmp_path / "ok"), log=messages.append)
+    assert "[rerun] iter_01/02_filter (was failed)" in messages
+    assert "[skip] iter_01/01_sample (done)" in messages
+    assert run.stage_status("05_report") == "done"
+
+
+def test_undeclared_parameters_are_refused(fast_config, tmp_path):
+    notebooks = fixture_notebooks(tmp_path / "nb", declare_all=False)
+    with pytest.raises(ConfigError, match=r"01_sample.ipynb: parameters \['n'\] are not declared"):
+        run_pipeline(fast_config, tmp_path / "run", notebooks_dir=notebooks, log=lambda m: None)
+
+
+# ---------------------------------------------------------------------------------- the real notebooks
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> Run:
+    config = load_config(Path(__file__).resolve().parent.parent / "params" / "smoke.yaml")
+    return run_pipeline(config, tmp_path_factory.mktemp("smoke") / "run", log=lambda m: None)
+
+
+@pytest.mark.slow
+def test_smoke_run_writes_the_run_directory_contract(smoke_run):
+    run = smoke_run
+    state = read_json(run.dir / "run.json")
+    assert state["config"]["run_name"] == "smoke" and set(state["stages"]) == {s.key for s in plan(run.config)}
+    assert (run.dir / "05_report.ipynb").exists() and (run.iter_dir(0) / "04_evaluate.ipynb").exists()
+    for name in STAGES:
+        assert (run.iter_dir(1) / f"{name}.ipynb").exists()
+
+    samples = read_jsonl(run.iter_dir(1) / "samples.jsonl")
+    assert len(samples) == run.config.sample.num_questions * run.config.sample.n
+    assert {"id", "prompt", "completion", "sampling", "completion_tokens", "prompt_tokens"} <= set(samples[0])
+    assert samples[0]["sampling"]["temperature"] == run.config.sample.temperature
+    scored = read_jsonl(run.iter_dir(1) / "scored.jsonl")
+    assert all("exact_answer" in r["rewards"] and "kept" in r and "reject_reason" in r for r in scored)
+    train = read_jsonl(run.iter_dir(1) / "train.jsonl")
+    assert len(train) == sum(r["kept"] for r in scored)
+
+    metrics = run.metrics(1)
+    assert metrics["iteration"] == 1
+    assert {"eval", "sampling", "filter", "train", "timing_s"} <= set(metrics)
+    assert 0.0 <= metrics["eval"]["accuracy"] <= 1.0 and metrics["eval"]["n"] == run.config.task.num_test
+    assert "accuracy" in run.metrics(0)["eval"] and "baseline_eval" in run.metrics(0)
+    assert (run.iter_dir(0) / "checkpoint" / "config.json").exists()
+
+
+@pytest.mark.slow
+def test_executed_notebooks_hold_the_injected_parameters(smoke_run):
+    executed = nbformat.read(smoke_run.iter_dir(1) / "01_sample.ipynb", as_version=4)
+    injected = next(c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", []))
+    assert f"n = {smoke_run.config.sample.n}" in injected.source
+    assert f"run_dir = \"{smoke_run.dir}\"" in injected.source
+    outputs = json.dumps([c.get("outputs", []) for c in executed.cells])
+    assert "image/png" in outputs  # the completion-length plot rendered
+    report = nbformat.read(smoke_run.dir / "05_report.ipynb", as_version=4)
+    assert "image/png" in json.dumps([c.get("outputs", []) for c in report.cells])

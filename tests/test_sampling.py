@@ -1,0 +1,48 @@
+import pytest
+
+from rft_helpers.models import load_model, load_tokenizer
+from rft_helpers.sampling import SamplingParams, check_counts, get_engine
+from rft_helpers.sampling.hf import TransformersEngine
+
+PROMPTS = [[{"role": "user", "content": q}] for q in ["1+1=?", "12*3-4+5=?", "9-3=?"]]
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir):
+    return get_engine("transformers", load_model(tiny_model_dir), load_tokenizer(tiny_model_dir), batch_size=2)
+
+
+def test_n_completions_per_prompt_in_prompt_order(engine):
+    outputs = engine.generate(PROMPTS, SamplingParams(n=4, temperature=1.0, max_new_tokens=12, seed=3))
+    assert [len(o) for o in outputs] == [4, 4, 4]
+    prompt_lengths = [len(engine.encode([p])[0]) for p in PROMPTS]
+    for completions, length in zip(outputs, prompt_lengths):  # length-sorted batches map back to the right prompt
+        assert {c.prompt_tokens for c in completions} == {length}
+        for c in completions:
+            assert 1 <= c.completion_tokens <= 12 and c.finish_reason in {"stop", "length"}
+            assert "<|end|>" not in c.text and "<pad>" not in c.text
+    assert len({c.text for c in outputs[1]}) > 1  # sampling, not copies
+
+
+def test_seeded_sampling_is_reproducible_and_greedy_is_deterministic(engine):
+    params = SamplingParams(n=3, temperature=1.0, max_new_tokens=10, seed=7)
+    assert engine.generate(PROMPTS, params) == engine.generate(PROMPTS, params)
+    greedy = SamplingParams(n=2, temperature=0.0, max_new_tokens=10)
+    (first, second), *_ = engine.generate(PROMPTS, greedy)
+    assert first == second
+
+
+def test_batched_greedy_matches_one_prompt_at_a_time(tiny_model_dir):
+    """Left padding must not change what the model writes."""
+    model, tokenizer = load_model(tiny_model_dir), load_tokenizer(tiny_model_dir)
+    params = SamplingParams(n=1, temperature=0.0, max_new_tokens=10)
+    batched = TransformersEngine(model, tokenizer, batch_size=3).generate(PROMPTS, params)
+    single = TransformersEngine(model, tokenizer, batch_size=1).generate(PROMPTS, params)
+    assert [o[0].text for o in batched] == [o[0].text for o in single]
+
+
+def test_unknown_engine_and_count_check(tiny_model_dir):
+    with pytest.raises(ValueError, match="sample.engine: unknown engine 'nope'.*transformers"):
+        get_engine("nope", None, None)
+    with pytest.raises(RuntimeError, match="expected 2 prompts x 3 completions"):
+        check_counts([1, 2], [[1, 1, 1], [1]], 3, "fake")
