@@ -1,5 +1,5 @@
 # Quick start: `make setup`, then `make demo`; `make test` runs the test suite.
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # On CPU machines the constraints keep the local CPU torch wheel (no CUDA downloads).

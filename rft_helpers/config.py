@@ -61,22 +61,17 @@ class ModelConfig(_Strict):
 
 # ------------------------------------------------------------------------------------------------ task
 class TaskConfig(_Strict):
-    """The questions: a synthetic arithmetic task generated from the run seed (train, test and seed splits)."""
+    """The questions: long addition (e.g. 59+63=?) solved column by column, generated from the run seed."""
 
-    name: Literal["arithmetic"] = Field("arithmetic", description="task generator")
-    num_train: int = Field(2000, gt=0, description="training questions (RFT samples on these)")
+    name: Literal["addition"] = Field("addition", description="task generator")
+    digits: int = Field(2, ge=1, le=9, description="digits of each operand (one solution line per digit)")
+    num_train: int = Field(3000, gt=0, description="training questions (RFT samples on these)")
     num_test: int = Field(300, gt=0, description="held-out test questions")
     seed_size: int = Field(100, ge=0, description="train questions with reference solutions: warm-up and baseline data")
-    min_ops: int = Field(2, ge=1, description="fewest operations in a question")
-    max_ops: int = Field(3, ge=1, description="most operations in a question")
-    max_operand: int = Field(9, ge=2, description="operands are drawn from 1..max_operand")
-    max_value: int = Field(99, ge=10, description="every intermediate result stays in 0..max_value")
     system_prompt_file: str | None = Field(None, description="text file whose content becomes the system message")
 
     @model_validator(mode="after")
-    def _ops_range(self) -> "TaskConfig":
-        if self.min_ops > self.max_ops:
-            raise ValueError(f"min_ops={self.min_ops} > max_ops={self.max_ops}; set min_ops <= max_ops")
+    def _sizes(self) -> "TaskConfig":
         if self.seed_size > self.num_train:
             raise ValueError(f"seed_size={self.seed_size} > num_train={self.num_train}; the seed set is drawn from train")
         return self
@@ -114,6 +109,7 @@ class TrainConfig(_Strict):
     num_epochs: float = Field(1.0, gt=0, description="passes over the kept samples")
     max_steps: int | None = Field(None, gt=0, description="cap on optimizer steps (None: set by num_epochs)")
     batch_size: int = Field(32, gt=0, description="sequences per optimizer step")
+    mix_seed: bool = Field(False, description="train on the seed set's reference solutions too (keeps the warm-up skills)")
     baseline: bool = Field(True, description="also train the baseline: plain SFT on the seed set, same number of steps")
 
 

@@ -14,54 +14,47 @@ from .config import TaskConfig
 from .io import read_jsonl, write_jsonl
 
 ANSWER_PREFIX = "Answer: "
-_OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
 
 
-def arithmetic_problem(rng: random.Random, config: TaskConfig) -> tuple[str, str, str]:
-    """One left-to-right chain like '7+5*3-4', its step-by-step solution and its final answer."""
-    while True:
-        value = rng.randint(1, config.max_operand)
-        question, steps = str(value), []
-        for _ in range(rng.randint(config.min_ops, config.max_ops)):
-            op = rng.choice(list(_OPS))
-            operand = rng.randint(1, config.max_operand)
-            result = _OPS[op](value, operand)
-            if not 0 <= result <= config.max_value:
-                break  # keep every step small enough for a tiny model: draw the chain again
-            question += f"{op}{operand}"
-            steps.append(f"{value}{op}{operand}={result}")
-            value = result
-        else:
-            solution = "\n".join(steps) + f"\n{ANSWER_PREFIX}{value}"
-            return f"{question}=?", solution, str(value)
+def addition_problem(rng: random.Random, digits: int) -> tuple[str, str, str]:
+    """A question like '59+63=?', its column-by-column solution and its answer.
+
+    One line per column, right to left, with the carry written out ('9+3=12', then '5+6+1=12'), then the answer:
+    each line needs two digits of the question, the carry from the line above and one addition fact.
+    """
+    low, high = 10 ** (digits - 1), 10**digits - 1
+    a, b = rng.randint(low, high), rng.randint(low, high)
+    lines, carry = [], 0
+    for x, y in zip(reversed(str(a)), reversed(str(b))):
+        total = int(x) + int(y) + carry
+        lines.append(f"{x}+{y}{f'+{carry}' if carry else ''}={total}")
+        carry = total // 10
+    return f"{a}+{b}=?", "\n".join(lines) + f"\n{ANSWER_PREFIX}{a + b}", str(a + b)
 
 
-def generate_arithmetic(config: TaskConfig, seed: int) -> dict[str, list[dict]]:
-    """Deterministic train/test/seed splits; no question appears in two splits."""
+def generate_task(config: TaskConfig, seed: int) -> dict[str, list[dict]]:
+    """Deterministic train/test/seed splits; no question appears in two splits. The seed set is the first
+    `seed_size` training questions, with their reference solutions."""
     rng = random.Random(seed)
+    total = config.num_train + config.num_test
+    distinct = (9 * 10 ** (config.digits - 1)) ** 2
+    if total > distinct // 2:
+        raise ValueError(f"task: {total} questions asked but only {distinct} exist with digits={config.digits}; "
+                         "raise digits or lower num_train/num_test")
     seen: set[str] = set()
     rows: list[dict] = []
-    total = config.num_train + config.num_test
-    attempts = 0
     while len(rows) < total:
-        attempts += 1
-        if attempts > 50 * total:
-            raise ValueError(
-                f"task: only {len(rows)} distinct questions exist for these settings, {total} asked; "
-                "raise max_operand/max_ops or lower num_train/num_test"
-            )
-        question, solution, answer = arithmetic_problem(rng, config)
-        if question in seen:
-            continue
-        seen.add(question)
-        rows.append({"id": f"arith-{len(rows):05d}", "question": question, "answer": answer, "solution": solution})
+        question, solution, answer = addition_problem(rng, config.digits)
+        if question not in seen:
+            seen.add(question)
+            rows.append({"id": f"add-{len(rows):05d}", "question": question, "answer": answer, "solution": solution})
     train, test = rows[: config.num_train], rows[config.num_train :]
     return {"train": train, "test": test, "seed": train[: config.seed_size]}
 
 
 def write_task(config: TaskConfig, seed: int, data_dir: Path) -> dict[str, Path]:
     """Write the splits as JSONL (loadable with `datasets.load_dataset("json", ...)`)."""
-    splits = generate_arithmetic(config, seed)
+    splits = generate_task(config, seed)
     paths = {}
     for name, rows in splits.items():
         paths[name] = data_dir / f"{name}.jsonl"

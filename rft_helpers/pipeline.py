@@ -56,7 +56,7 @@ def stage_parameters(config: RunConfig, stage: Stage, run_dir: Path) -> dict:
     params["iteration"] = stage.iteration
     section = getattr(config, _SECTIONS[stage.name]).model_dump()
     if stage.name == "03_train" and stage.iteration == 0:
-        section.update(config.warmup.model_dump(), init="base", baseline=False)
+        section.update(config.warmup.model_dump(), init="base", mix_seed=False, baseline=False)
     return params | section
 
 

@@ -78,9 +78,11 @@ def train_stage(run: Run, iteration: int, config: TrainConfig) -> dict:
     examples = read_jsonl(run.iter_dir(iteration) / "train.jsonl")
     if not examples:  # nothing kept: the model stays as it is, and the next stages use the newest checkpoint
         return run.update_metrics(iteration, "train", {"mode": "skipped", "reason": "no kept samples", "steps": 0})["train"]
-    result = sft_train(init, examples, run.checkpoint(iteration), num_epochs=config.num_epochs,
+    mixed = seed_set if config.mix_seed else []
+    result = sft_train(init, examples + mixed, run.checkpoint(iteration), num_epochs=config.num_epochs,
                        max_steps=config.max_steps, **common)
-    summary = {"mode": "sft", "init": init, **result.summary, "loss_history": result.loss_history}
+    summary = {"mode": "sft", "init": init, **result.summary, "kept_examples": len(examples),
+               "seed_examples": len(mixed), "loss_history": result.loss_history}
     if config.baseline:
         baseline = sft_train(run.baseline_model(iteration), seed_set, run.baseline_checkpoint(iteration),
                              max_steps=result.steps, **common)

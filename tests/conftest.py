@@ -25,7 +25,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def small_task() -> TaskConfig:
-    return TaskConfig(num_train=40, num_test=10, seed_size=8, max_value=20)
+    return TaskConfig(num_train=40, num_test=10, seed_size=8)
 
 
 @pytest.fixture

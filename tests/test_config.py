@@ -32,7 +32,7 @@ def test_precedence_defaults_then_yaml_then_overrides(tmp_path):
         ("sample:\n  temprature: 0.5\n", [], "sample.temprature: unknown key"),
         ("sample:\n  n: many\n", [], "sample.n: Input should be a valid integer"),
         ("", ["sample.temperature=hot"], "sample.temperature: Input should be a valid number"),
-        ("", ["task.min_ops=4"], "min_ops=4 > max_ops=3"),
+        ("", ["task.seed_size=5000"], "seed_size=5000 > num_train=3000"),
         ("bogus: 1\n", [], "bogus: unknown key"),
         ("- a list\n", [], "expected a mapping"),
     ],

@@ -1,32 +1,41 @@
 import re
 
-from rft_helpers.data import build_prompt, generate_arithmetic, seed_examples, write_task
+import pytest
+
+from rft_helpers.config import TaskConfig
+from rft_helpers.data import build_prompt, generate_task, seed_examples, write_task
 from rft_helpers.io import read_jsonl
 from rft_helpers.rewards import extract_answer
 
-_OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
-
 
 def test_generation_is_seeded_and_splits_are_disjoint(small_task):
-    a, b = generate_arithmetic(small_task, seed=1), generate_arithmetic(small_task, seed=1)
+    a, b = generate_task(small_task, seed=1), generate_task(small_task, seed=1)
     assert a == b
-    assert generate_arithmetic(small_task, seed=2)["train"] != a["train"]
+    assert generate_task(small_task, seed=2)["train"] != a["train"]
     train_q = {r["question"] for r in a["train"]}
     assert len(a["train"]) == 40 and len(a["test"]) == 10 and len(train_q) == 40
     assert not train_q & {r["question"] for r in a["test"]}
     assert a["seed"] == a["train"][:8]
 
 
-def test_solutions_are_correct_step_by_step(small_task):
-    for row in generate_arithmetic(small_task, seed=0)["train"]:
-        steps = re.findall(r"^(\d+)([-+*])(\d+)=(\d+)$", row["solution"], re.M)
-        assert small_task.min_ops <= len(steps) <= small_task.max_ops
-        for a, op, b, c in steps:
-            assert _OPS[op](int(a), int(b)) == int(c)
-            assert 0 <= int(c) <= small_task.max_value
-        assert extract_answer(row["solution"]) == row["answer"] == steps[-1][3]
-        # the question is the chain the steps walk through
-        assert row["question"] == steps[0][0] + "".join(op + b for _, op, b, _ in steps) + "=?"
+@pytest.mark.parametrize("digits", [1, 2, 3])
+def test_solutions_add_column_by_column(digits):
+    for row in generate_task(TaskConfig(digits=digits, num_train=30, num_test=5, seed_size=0), seed=0)["train"]:
+        x, y = re.fullmatch(r"(\d+)\+(\d+)=\?", row["question"]).groups()
+        assert len(x) == len(y) == digits and row["answer"] == str(int(x) + int(y))
+        lines = row["solution"].split("\n")
+        assert len(lines) == digits + 1 and extract_answer(row["solution"]) == row["answer"]
+        carry = 0
+        for column, line in enumerate(lines[:-1]):
+            terms, total = line.split("=")
+            assert terms.split("+") == [x[-1 - column], y[-1 - column]] + ([str(carry)] if carry else [])
+            assert int(total) == int(x[-1 - column]) + int(y[-1 - column]) + carry
+            carry = int(total) // 10
+
+
+def test_too_many_questions_for_the_digits_is_an_error():
+    with pytest.raises(ValueError, match="digits=1"):
+        generate_task(TaskConfig(digits=1, num_train=100, num_test=10, seed_size=0), seed=0)
 
 
 def test_written_splits_load_with_datasets(small_task, tmp_path):
@@ -35,7 +44,7 @@ def test_written_splits_load_with_datasets(small_task, tmp_path):
     paths = write_task(small_task, 0, tmp_path)
     ds = load_dataset("json", data_files={k: str(v) for k, v in paths.items()})
     assert ds["train"].num_rows == 40 and set(ds["train"].column_names) == {"id", "question", "answer", "solution"}
-    assert read_jsonl(paths["seed"]) == generate_arithmetic(small_task, 0)["seed"]
+    assert read_jsonl(paths["seed"]) == generate_task(small_task, 0)["seed"]
 
 
 def test_prompts_and_seed_examples():

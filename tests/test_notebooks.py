@@ -1,0 +1,39 @@
+"""The stage notebooks: clean, parameterised, and their defaults are the demo recipe's values."""
+
+from pathlib import Path
+
+import nbformat
+import papermill as pm
+import pytest
+
+from rft_helpers.config import load_config
+from rft_helpers.pipeline import STAGES, Stage, stage_parameters
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def test_the_five_stage_notebooks_exist():
+    assert [p.stem for p in NOTEBOOKS] == [*STAGES, "05_report"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_without_outputs_and_with_one_parameters_cell(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert not any(c.get("outputs") or c.get("execution_count") for c in code)
+    assert sum("parameters" in c.metadata.get("tags", []) for c in nb.cells) == 1
+    assert len(code) <= 15 and nb.cells[0].cell_type == "markdown"
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_notebook_defaults_are_the_demo_recipe(stage):
+    """Run by hand, a notebook does what `rft run params/demo.yaml` does in iteration 1."""
+    config = load_config(ROOT / "params" / "demo.yaml")
+    expected = stage_parameters(config, Stage(stage, 1), Path("unused"))
+    declared = pm.inspect_notebook(str(ROOT / "notebooks" / f"{stage}.ipynb"))
+    for name, value in expected.items():
+        if name == "run_dir":
+            continue
+        assert name in declared, f"{stage}: parameter {name} not declared"
+        assert eval(declared[name]["default"]) == value, f"{stage}: {name} default differs from params/demo.yaml"
