@@ -117,7 +117,9 @@ def load_tokenizer(path: str | Path):
 
 def load_model(path: str | Path, dtype: str = "float32"):
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # a bar per weight load clutters the executed notebooks
     try:
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=_DTYPES[dtype])
     except (OSError, ValueError) as e:

@@ -17,10 +17,19 @@ def _question(row: dict) -> str:
     return next((m["content"] for m in reversed(row["prompt"]) if m["role"] == "user"), "")
 
 
-def samples_table(rows: list[dict], k: int = 8) -> pd.DataFrame:
-    """The first k samples: question, completion, reference answer and, once scored, reward and verdict."""
+def samples_table(rows: list[dict], k: int = 8, per_question: int | None = None) -> pd.DataFrame:
+    """k samples (at most `per_question` of each question): question, completion, reference answer and, once
+    scored, reward and verdict."""
+    shown: dict[str, int] = {}
+    picked = []
+    for row in rows:
+        if len(picked) == k:
+            break
+        if per_question is None or shown.get(row["id"], 0) < per_question:
+            shown[row["id"]] = shown.get(row["id"], 0) + 1
+            picked.append(row)
     table = []
-    for row in rows[:k]:
+    for row in picked:
         entry = {"id": row["id"], "question": _question(row), "completion": _short(row["completion"]),
                  "reference": row["answer"]}
         if "kept" in row:

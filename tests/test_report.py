@@ -1,0 +1,39 @@
+import matplotlib
+
+matplotlib.use("Agg")
+
+from rft_helpers.config import RunConfig
+from rft_helpers.io import write_json, write_jsonl
+from rft_helpers.report import answers_by_iteration, kept_and_rejected, plot_accuracy, run_summary, samples_table
+from rft_helpers.run import Run
+
+
+def _row(qid, completion, kept=None):
+    row = {"id": qid, "prompt": [{"role": "user", "content": f"{qid}?"}], "completion": completion, "answer": "1"}
+    return row | ({"kept": kept, "rewards": {"r": float(kept)}, "extracted_answer": "1", "reject_reason": None if kept else "low_reward"} if kept is not None else {})
+
+
+def test_samples_tables():
+    rows = [_row("a", "x"), _row("a", "y"), _row("a", "z"), _row("b", "w")]
+    assert list(samples_table(rows, k=3, per_question=2)["completion"]) == ["x", "y", "w"]
+    assert list(samples_table(rows, k=2)["question"]) == ["a?", "a?"]
+    scored = [_row("a", "x", kept=False), _row("a", "y", kept=True), _row("b", "w", kept=True)]
+    assert list(kept_and_rejected(scored, k=1)["kept"]) == [True, False]
+
+
+def test_run_summary_and_answers_by_iteration(tmp_path):
+    config = RunConfig(iterations=2)
+    write_json(tmp_path / "run.json", {"config": config.model_dump(mode="json"), "stages": {}})
+    run = Run(tmp_path)
+    for i, (acc, base) in enumerate([(0.2, 0.2), (0.5, 0.3)]):
+        run.update_metrics(i, "eval", {"accuracy": acc})
+        run.update_metrics(i, "baseline_eval", {"accuracy": base})
+        write_jsonl(run.iter_dir(i) / "predictions.jsonl",
+                    [{"question": "1+1=?", "answer": "2", "extracted_answer": str(i + 1), "correct": i == 1}])
+    run.update_metrics(1, "filter", {"kept": 5, "kept_ratio": 0.25})
+    summary = run_summary(run)  # iteration 2 has no evaluation yet: not listed
+    assert list(summary["iteration"]) == [0, 1] and list(summary["accuracy"]) == [0.2, 0.5]
+    assert summary.loc[1, "kept_ratio"] == 0.25
+    assert list(answers_by_iteration(run).iloc[0]) == ["1+1=?", "2", "✗ 1", "✓ 2"]
+    ax = plot_accuracy(summary)
+    assert [line.get_label() for line in ax.get_lines()][:2] == ["RFT", "baseline: SFT on seed set, same steps"]
