@@ -37,3 +37,20 @@ def test_notebook_defaults_are_the_demo_recipe(stage):
             continue
         assert name in declared, f"{stage}: parameter {name} not declared"
         assert eval(declared[name]["default"]) == value, f"{stage}: {name} default differs from params/demo.yaml"
+
+
+@pytest.mark.slow
+def test_a_stage_notebook_run_by_hand_first_runs_the_stages_it_needs(tmp_path):
+    """As in JupyterLab: run 01_sample with its defaults (the smoke recipe to keep it short) on a new folder."""
+    from rft_helpers.io import read_jsonl
+    from rft_helpers.run import Run
+
+    run_dir = tmp_path / "by-hand"
+    pm.execute_notebook(str(ROOT / "notebooks" / "01_sample.ipynb"), str(tmp_path / "out.ipynb"),
+                        parameters={"run_dir": str(run_dir), "params_file": str(ROOT / "params" / "smoke.yaml")},
+                        cwd=str(ROOT / "notebooks"), kernel_name="python3", progress_bar=False)
+    run = Run(run_dir)
+    assert run.stage_status("iter_00/04_evaluate") == "done"  # iteration 0 ran first, through the pipeline
+    samples = read_jsonl(run.iter_dir(1) / "samples.jsonl")
+    assert len(samples) == run.config.task.num_train * 8  # the notebook's own defaults: every question, n=8
+    assert {s["sampling"]["temperature"] for s in samples} == {0.7}
