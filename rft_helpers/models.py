@@ -128,5 +128,11 @@ def load_model(path: str | Path, dtype: str = "float32"):
 
 
 def model_source(config: ModelConfig, base_model_dir: Path) -> str:
-    """Where the run's starting weights live: the built scratch folder, or the hub id / local folder."""
-    return str(base_model_dir) if config.is_scratch else config.name_or_path
+    """Where the run's starting weights live: the built scratch folder, the converted GGUF, or the hub id / folder."""
+    if config.is_scratch:
+        return str(base_model_dir)
+    if config.gguf_file:
+        from .gguf_models import converted_dir, resolve_folder
+
+        return str(converted_dir(resolve_folder(config.name_or_path) / config.gguf_file))
+    return config.name_or_path

@@ -17,6 +17,7 @@ from .config import RunConfig, config_from_dict
 from .data import read_system_prompt, write_task
 from .exceptions import ConfigError
 from .io import read_json, write_json
+from .gguf_models import convert_gguf
 from .models import model_source, save_scratch_model
 
 RUN_FILE = "run.json"
@@ -84,6 +85,8 @@ class Run:
             write_task(self.config.task, self.config.seed, self.data_dir)
         if self.config.model.is_scratch and not (self.base_model_dir / "config.json").exists():
             save_scratch_model(self.config.model.scratch, self.base_model_dir, self.config.seed)
+        if self.config.model.gguf_file:
+            convert_gguf(self.config.model.name_or_path, self.config.model.gguf_file)  # cached after the first run
 
     # -- paths ------------------------------------------------------------------------------------------------
     @property
