@@ -64,10 +64,11 @@ class ModelConfig(_Strict):
 
 # ------------------------------------------------------------------------------------------------ task
 class TaskConfig(_Strict):
-    """The questions: long addition (e.g. 59+63=?) solved column by column, generated from the run seed."""
+    """The questions, generated from the run seed: `addition` (59+63=?, solved column by column, for the tiny
+    model) or `word_arithmetic` (What is 512 - 96?, in plain English, for pretrained chat models)."""
 
-    name: Literal["addition"] = Field("addition", description="task generator")
-    digits: int = Field(2, ge=1, le=9, description="digits of each operand (one solution line per digit)")
+    name: Literal["addition", "word_arithmetic"] = Field("addition", description="task generator")
+    digits: int = Field(2, ge=1, le=9, description="addition: digits of each operand; word_arithmetic: at most")
     num_train: int = Field(3000, gt=0, description="training questions (RFT samples on these)")
     num_test: int = Field(300, gt=0, description="held-out test questions")
     seed_size: int = Field(100, ge=0, description="train questions with reference solutions: warm-up and baseline data")

@@ -32,22 +32,53 @@ def addition_problem(rng: random.Random, digits: int) -> tuple[str, str, str]:
     return f"{a}+{b}=?", "\n".join(lines) + f"\n{ANSWER_PREFIX}{a + b}", str(a + b)
 
 
+_WORDED = {
+    "+": ("What is {a} + {b}?", "What is {a} plus {b}?", "Add {a} and {b}."),
+    "-": ("What is {a} - {b}?", "What is {a} minus {b}?", "Subtract {b} from {a}."),
+    "*": ("What is {a} x {b}?", "What is {a} times {b}?", "Multiply {a} by {b}."),
+}
+
+
+def word_arithmetic_problem(rng: random.Random, digits: int) -> tuple[str, str, str]:
+    """A question in plain English ('What is 512 minus 96?'), a short worked answer and the number.
+
+    Sums and differences take operands of 2..digits digits (differences stay non-negative); products multiply a
+    two-digit number by a one-digit one.
+    """
+    op = rng.choice(list(_WORDED))
+    if op == "*":
+        a, b = rng.randint(10, 99), rng.randint(2, 9)
+    else:
+        a, b = (rng.randint(10, 10 ** rng.randint(2, max(2, digits)) - 1) for _ in range(2))
+        if op == "-" and b > a:
+            a, b = b, a
+    result = {"+": a + b, "-": a - b, "*": a * b}[op]
+    question = rng.choice(_WORDED[op]).format(a=a, b=b)
+    return question, f"{a} {op} {b} = {result}\nThe answer is {result}.", str(result)
+
+
+_GENERATORS = {"addition": addition_problem, "word_arithmetic": word_arithmetic_problem}
+
+
 def generate_task(config: TaskConfig, seed: int) -> dict[str, list[dict]]:
     """Deterministic train/test/seed splits; no question appears in two splits. The seed set is the first
     `seed_size` training questions, with their reference solutions."""
     rng = random.Random(seed)
     total = config.num_train + config.num_test
-    distinct = (9 * 10 ** (config.digits - 1)) ** 2
-    if total > distinct // 2:
-        raise ValueError(f"task: {total} questions asked but only {distinct} exist with digits={config.digits}; "
-                         "raise digits or lower num_train/num_test")
+    make = _GENERATORS[config.name]
     seen: set[str] = set()
     rows: list[dict] = []
+    attempts = 0
     while len(rows) < total:
-        question, solution, answer = addition_problem(rng, config.digits)
+        attempts += 1
+        if attempts > 20 * total:
+            raise ValueError(f"task: only {len(rows)} distinct questions found with digits={config.digits}, "
+                             f"{total} asked; raise digits or lower num_train/num_test")
+        question, solution, answer = make(rng, config.digits)
         if question not in seen:
             seen.add(question)
-            rows.append({"id": f"add-{len(rows):05d}", "question": question, "answer": answer, "solution": solution})
+            rows.append({"id": f"{config.name}-{len(rows):05d}", "question": question, "answer": answer,
+                         "solution": solution})
     train, test = rows[: config.num_train], rows[config.num_train :]
     return {"train": train, "test": test, "seed": train[: config.seed_size]}
 

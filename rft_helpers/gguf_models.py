@@ -37,7 +37,7 @@ def resolve_folder(name_or_path: str) -> Path:
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("RFT_CACHE_DIR", Path.home() / ".cache" / "rft-helpers"))
+    return Path(os.environ.get("RFT_CACHE_DIR") or Path.home() / ".cache" / "rft-helpers")
 
 
 def converted_dir(gguf_path: Path) -> Path:

@@ -53,3 +53,19 @@ def test_prompts_and_seed_examples():
     (example,) = seed_examples([{"id": "q", "question": "1+1=?", "answer": "2", "solution": "1+1=2\nAnswer: 2"}], None)
     assert example == {"id": "q", "prompt": [{"role": "user", "content": "1+1=?"}],
                        "completion": [{"role": "assistant", "content": "1+1=2\nAnswer: 2"}]}
+
+
+def test_word_arithmetic_questions_are_plain_english_with_numeric_answers():
+    task = TaskConfig(name="word_arithmetic", digits=3, num_train=60, num_test=10, seed_size=5)
+    splits = generate_task(task, seed=0)
+    ops = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
+    seen_ops = set()
+    for row in splits["train"] + splits["test"]:
+        a, op, b, result = re.fullmatch(r"(\d+) ([-+*]) (\d+) = (\d+)", row["solution"].split("\n")[0]).groups()
+        seen_ops.add(op)
+        assert ops[op](int(a), int(b)) == int(result) == int(row["answer"]) >= 0
+        assert a in row["question"] and b in row["question"] and not row["question"].startswith(a)
+        assert 2 <= len(a) <= 3 and (len(b) == 1 if op == "*" else 2 <= len(b) <= 3)
+        assert extract_answer(row["solution"]) == row["answer"]
+    assert seen_ops == {"+", "-", "*"}
+    assert splits["seed"] == splits["train"][:5]
