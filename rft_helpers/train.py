@@ -58,28 +58,28 @@ def sft_train(
     tokenizer = load_tokenizer(model_path)
     model = load_model(model_path, dtype).train()
     dataset = Dataset.from_list([{"prompt": e["prompt"], "completion": e["completion"]} for e in examples])
-    scratch = tempfile.mkdtemp(prefix="rft-trainer-")  # trainer logs; the checkpoint goes to output_dir
-    args = SFTConfig(
-        output_dir=scratch,
-        learning_rate=learning_rate,
-        lr_scheduler_type="linear",
-        warmup_steps=0.05,
-        per_device_train_batch_size=batch_size,
-        num_train_epochs=num_epochs,
-        max_steps=max_steps or -1,
-        max_length=getattr(model.config, "max_position_embeddings", None),
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        seed=seed,
-        bf16=False,  # TRL refuses to start on CPU with its bf16 default
-        use_cpu=not torch.cuda.is_available(),
-        dataloader_num_workers=0,
-    )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
+    with tempfile.TemporaryDirectory(prefix="rft-trainer-") as scratch:  # trainer logs; the model goes to output_dir
+        args = SFTConfig(
+            output_dir=scratch,
+            learning_rate=learning_rate,
+            lr_scheduler_type="linear",
+            warmup_steps=0.05,  # a fraction of the steps
+            per_device_train_batch_size=batch_size,
+            num_train_epochs=num_epochs,
+            max_steps=max_steps or -1,
+            max_length=getattr(model.config, "max_position_embeddings", None),
+            logging_steps=1,
+            save_strategy="no",
+            report_to="none",
+            seed=seed,
+            bf16=False,  # TRL refuses to start on CPU with its bf16 default
+            use_cpu=not torch.cuda.is_available(),
+            dataloader_num_workers=0,
+        )
+        trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+        start = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - start
     losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
