@@ -7,8 +7,11 @@ one (still marked running) is run again. A failed cell keeps the partial noteboo
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -94,6 +97,36 @@ def run_stage(run: Run, stage: Stage, notebooks_dir: Path = NOTEBOOKS_DIR) -> fl
     return seconds
 
 
+_LOCK_ENV = "RFT_LOCKED_RUN_DIR"  # inherited by the stage kernels: the pipeline that started them holds the lock
+
+
+@contextmanager
+def run_lock(run_dir: Path):
+    """One pipeline per run folder: a second `rft run` on a folder in use fails at once instead of mixing writes.
+
+    The stage notebooks the pipeline starts call `ensure_ready` on the same folder; they inherit the environment
+    variable naming the locked folder and do not lock again."""
+    run_dir = Path(run_dir).resolve()
+    if os.environ.get(_LOCK_ENV) == str(run_dir):
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"{run_dir} is in use by another rft run; wait for it or use another --output-dir") from None
+        previous = os.environ.get(_LOCK_ENV)
+        os.environ[_LOCK_ENV] = str(run_dir)
+        try:
+            yield
+        finally:
+            if previous is None:
+                os.environ.pop(_LOCK_ENV, None)
+            else:
+                os.environ[_LOCK_ENV] = previous
+
+
 def run_pipeline(
     config: RunConfig,
     run_dir: Path | None = None,
@@ -104,7 +137,12 @@ def run_pipeline(
     """Run (or resume) every stage of `config` in `run_dir`; stop before the stage whose key is `until`."""
     check_paths(config)
     config = absolutize_paths(config)
-    run = Run.create(config, run_dir or config.resolved_output_dir())
+    run_dir = Path(run_dir or config.resolved_output_dir())
+    with run_lock(run_dir):
+        return _run_stages(Run.create(config, run_dir), until, notebooks_dir, log)
+
+
+def _run_stages(run: Run, until: str | None, notebooks_dir: Path, log: Callable[[str], None]) -> Run:
     stages = plan(run.config)
     if until is not None and until not in {s.key for s in stages}:
         raise ConfigError(f"stage {until!r} is not part of this run (iterations={run.config.iterations})")

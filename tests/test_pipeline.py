@@ -150,3 +150,16 @@ def test_executed_notebooks_hold_the_injected_parameters(smoke_run):
     assert "image/png" in outputs  # the completion-length plot rendered
     report = nbformat.read(smoke_run.dir / "05_report.ipynb", as_version=4)
     assert "image/png" in json.dumps([c.get("outputs", []) for c in report.cells])
+
+
+def test_a_run_folder_in_use_is_refused(fast_config, tmp_path, monkeypatch):
+    from rft_helpers.pipeline import run_lock
+
+    notebooks = fixture_notebooks(tmp_path / "nb")
+    with run_lock(tmp_path / "run"):
+        monkeypatch.delenv("RFT_LOCKED_RUN_DIR")  # as seen from another process
+        with pytest.raises(ConfigError, match=r"run is in use by another rft run"):
+            run_pipeline(fast_config, tmp_path / "run", notebooks_dir=notebooks, log=lambda m: None)
+    # released: the same call now runs (the real notebooks, which call ensure_ready under the lock, run in the slow tests)
+    run_pipeline(fast_config, tmp_path / "run", notebooks_dir=notebooks, log=lambda m: None)
+    assert Run(tmp_path / "run").stage_status("05_report") == "done"
