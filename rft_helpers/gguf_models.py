@@ -15,11 +15,9 @@ import hashlib
 import importlib.util
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 from .exceptions import ConfigError
-from .io import atomic_replace_dir
 
 logger = logging.getLogger(__name__)
 PACKAGE_PREFIX = "package:"
@@ -78,12 +76,8 @@ def convert_gguf(folder: str, gguf_file: str) -> Path:
     except Exception as e:
         raise ConfigError(f"{gguf_path}: transformers cannot load this GGUF ({type(e).__name__}: {str(e)[:120]})") from None
     config = loaded.config
-    config.quantization_config = None  # the marker that blocks save_pretrained; the weights are already dequantized
-    del config.quantization_config
+    del config.quantization_config  # the marker that blocks save_pretrained; the weights are already dequantized
     model = AutoModelForCausalLM.from_config(config)
     model.load_state_dict(loaded.state_dict())
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    save_checkpoint(model, tokenizer, tmp)
-    atomic_replace_dir(tmp, out_dir)
+    save_checkpoint(model, tokenizer, out_dir)
     return out_dir

@@ -75,17 +75,24 @@ def save_scratch_model(config: ScratchModelConfig, out_dir: Path, seed: int) -> 
     model = build_scratch_model(config, len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id, seed)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    save_checkpoint(model, tokenizer, tmp)
-    atomic_replace_dir(tmp, out_dir)
+    save_checkpoint(model, tokenizer, out_dir)
     return out_dir
 
 
-def save_checkpoint(model, tokenizer, out_dir: Path) -> None:
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    cfg_path = Path(out_dir) / "tokenizer_config.json"
+def save_checkpoint(model, tokenizer, out_dir: str | Path) -> None:
+    """Save model + tokenizer into a temporary sibling folder, then rename it over `out_dir`: a killed run never
+    leaves a half-written checkpoint."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    _pin_generic_tokenizer_class(tmp)
+    atomic_replace_dir(tmp, out_dir)
+
+
+def _pin_generic_tokenizer_class(folder: Path) -> None:
+    cfg_path = folder / "tokenizer_config.json"
     cfg = json.loads(cfg_path.read_text())
     if cfg.get("tokenizer_class") in _GENERIC_TOKENIZER_CLASSES:
         # A generic tokenizer (ours): pin the class, or AutoTokenizer reloads it as the model type's tokenizer

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import torch
 
-from .io import atomic_replace_dir
 from .models import load_model, load_tokenizer, save_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -54,7 +53,6 @@ def sft_train(
 
     if not examples:
         raise ValueError("no training examples: every sample was filtered out (see scored.jsonl reject_reason)")
-    output_dir = Path(output_dir)
     tokenizer = load_tokenizer(model_path)
     model = load_model(model_path, dtype).train()
     dataset = Dataset.from_list([{"prompt": e["prompt"], "completion": e["completion"]} for e in examples])
@@ -82,9 +80,6 @@ def sft_train(
         seconds = time.perf_counter() - start
     losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
 
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}."))
-    save_checkpoint(trainer.model, tokenizer, tmp)
-    atomic_replace_dir(tmp, output_dir)
+    save_checkpoint(trainer.model, tokenizer, output_dir)
     logger.info("trained %d steps on %d examples in %.1fs", trainer.state.global_step, len(examples), seconds)
     return TrainResult(steps=trainer.state.global_step, examples=len(examples), seconds=seconds, loss_history=losses)
