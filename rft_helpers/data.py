@@ -7,11 +7,17 @@ evaluation see exactly the same text.
 
 from __future__ import annotations
 
+import logging
 import random
+import re
 from pathlib import Path
 
-from .config import TaskConfig
+from .config import EvalSetConfig, TaskConfig, _is_local
+from .exceptions import ConfigError
 from .io import read_jsonl, write_jsonl
+from .rewards.outcome import last_boxed
+
+logger = logging.getLogger(__name__)
 
 ANSWER_PREFIX = "Answer: "
 
@@ -39,22 +45,30 @@ _WORDED = {
 }
 
 
-def word_arithmetic_problem(rng: random.Random, digits: int) -> tuple[str, str, str]:
+def word_arithmetic_problem(rng: random.Random, digits: int, long_share: float = 0.5) -> tuple[str, str, str]:
     """A question in plain English ('What is 512 minus 96?'), a short worked answer and the number.
 
-    Sums and differences take operands of 2..digits digits (differences stay non-negative); products multiply a
-    two-digit number by a one-digit one.
+    Sums and differences pair two two-digit numbers, or (with probability `long_share`) a `digits`-digit number
+    and a two-digit one, in either order (differences stay non-negative); products multiply a two-digit number by
+    a one-digit one.
     """
     op = rng.choice(list(_WORDED))
     if op == "*":
         a, b = rng.randint(10, 99), rng.randint(2, 9)
     else:
-        a, b = (rng.randint(10, 10 ** rng.randint(2, max(2, digits)) - 1) for _ in range(2))
-        if op == "-" and b > a:
+        long = digits > 2 and rng.random() < long_share
+        a, b = rng.randint(10 ** (digits - 1), 10**digits - 1) if long else rng.randint(10, 99), rng.randint(10, 99)
+        if op == "-" and b > a or op == "+" and rng.random() < 0.5:
             a, b = b, a
     result = {"+": a + b, "-": a - b, "*": a * b}[op]
     question = rng.choice(_WORDED[op]).format(a=a, b=b)
     return question, f"{a} {op} {b} = {result}\nThe answer is {result}.", str(result)
+
+
+def problem_kind(solution: str) -> str:
+    """'+ 3-digit', '- 2-digit', 'x 1-digit': the operation and the longest operand, for per-kind accuracy."""
+    a, op, b = solution.split("\n")[0].split(" ")[:3]
+    return f"{'x' if op == '*' else op} {len(b) if op == '*' else max(len(a), len(b))}-digit"
 
 
 _GENERATORS = {"addition": addition_problem, "word_arithmetic": word_arithmetic_problem}
@@ -74,11 +88,16 @@ def generate_task(config: TaskConfig, seed: int) -> dict[str, list[dict]]:
         if attempts > 20 * total:
             raise ValueError(f"task: only {len(rows)} distinct questions found with digits={config.digits}, "
                              f"{total} asked; raise digits or lower num_train/num_test")
-        question, solution, answer = make(rng, config.digits)
+        if config.name == "word_arithmetic":
+            question, solution, answer = word_arithmetic_problem(rng, config.digits, config.long_operand_share)
+        else:
+            question, solution, answer = make(rng, config.digits)
         if question not in seen:
             seen.add(question)
-            rows.append({"id": f"{config.name}-{len(rows):05d}", "question": question, "answer": answer,
-                         "solution": solution})
+            row = {"id": f"{config.name}-{len(rows):05d}", "question": question, "answer": answer, "solution": solution}
+            if config.name == "word_arithmetic":
+                row["kind"] = problem_kind(solution)
+            rows.append(row)
     train, test = rows[: config.num_train], rows[config.num_train :]
     return {"train": train, "test": test, "seed": train[: config.seed_size]}
 
@@ -96,6 +115,52 @@ def write_task(config: TaskConfig, seed: int, data_dir: Path) -> dict[str, Path]
 def load_split(data_dir: Path, split: str, limit: int | None = None) -> list[dict]:
     rows = read_jsonl(Path(data_dir) / f"{split}.jsonl")
     return rows[:limit] if limit else rows
+
+
+_CALCULATOR = re.compile(r"<<[^<>]*>>")  # GSM8K's calculator annotations: 16-3-4=<<16-3-4=9>>9
+_HASHES = re.compile(r"####\s*(.+?)\s*$", re.S)
+
+
+def reference_answer(text: str) -> str:
+    """The answer inside a reference solution: after GSM8K's `####`, in the last `\\boxed{}`, or the text itself."""
+    hashes = _HASHES.findall(text)
+    if hashes:
+        return hashes[-1].replace(",", "")
+    return last_boxed(text) or text.strip()
+
+
+def load_eval_set(config: EvalSetConfig) -> list[dict]:
+    """A test set from a JSONL file or a hub dataset, as task rows {id, question, answer, solution}.
+
+    Rows without a question or an answer are skipped (and counted in the log); a missing field is an error
+    naming the field and the file."""
+    from datasets import load_dataset
+
+    try:
+        if _is_local(config.path):
+            dataset = load_dataset("json", data_files=str(Path(config.path).expanduser()), split="train")
+        else:
+            dataset = load_dataset(config.path, config.subset, split=config.split)
+    except Exception as e:  # datasets raises many kinds of errors for unreadable files and unknown ids
+        raise ConfigError(f"eval.second_set.path: cannot load {config.path} ({type(e).__name__}: {str(e)[:120]})") from None
+    for field in (config.question_field, config.answer_field):
+        if field not in dataset.column_names:
+            raise ConfigError(f"eval.second_set: {config.path} has no field {field!r} (fields: {dataset.column_names})")
+    rows, skipped = [], 0
+    for index, record in enumerate(dataset):
+        question, answer = record[config.question_field], record[config.answer_field]
+        if not question or not answer:
+            skipped += 1
+            continue
+        solution = _CALCULATOR.sub("", str(answer)).strip()
+        final = reference_answer(solution)
+        rows.append({"id": f"{config.name}-{index:05d}", "question": str(question), "answer": final,
+                     "solution": solution if solution != final else ""})
+        if config.num_questions and len(rows) == config.num_questions:
+            break
+    if skipped:
+        logger.warning("%s: skipped %d rows without a question or an answer", config.path, skipped)
+    return rows
 
 
 def read_system_prompt(config: TaskConfig) -> str | None:

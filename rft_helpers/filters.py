@@ -30,11 +30,16 @@ def _normalise(text: str) -> str:
 
 
 def apply_filters(rows: list[dict], config: FilterConfig) -> list[dict]:
-    """Mark each scored row kept or not, in order; the first reason that applies is recorded."""
+    """Mark each scored row kept or not, in order (shortest first within a question with `prefer_shorter`); the
+    first reason that applies is recorded. Rows come back in their original order."""
     seen: dict[str, set[str]] = defaultdict(set)
     kept_per_question: Counter = Counter()
-    out = []
-    for row in rows:
+    order = range(len(rows))
+    if config.prefer_shorter:  # concise correct answers are cheaper to sample, train on and read
+        order = sorted(order, key=lambda i: (rows[i]["id"], len(rows[i]["completion"])))
+    decided: dict[int, dict] = {}
+    for index in order:
+        row = rows[index]
         score = row["rewards"].get(config.reward)
         reason = None
         if score is None:
@@ -48,8 +53,8 @@ def apply_filters(rows: list[dict], config: FilterConfig) -> list[dict]:
         if reason is None:
             seen[row["id"]].add(_normalise(row["completion"]))
             kept_per_question[row["id"]] += 1
-        out.append(row | {"kept": reason is None, "reject_reason": reason})
-    return out
+        decided[index] = row | {"kept": reason is None, "reject_reason": reason}
+    return [decided[i] for i in range(len(rows))]
 
 
 def filter_summary(rows: list[dict], reward_name: str) -> dict:

@@ -122,16 +122,17 @@ def load_tokenizer(path: str | Path):
     return tokenizer
 
 
-def load_model(path: str | Path, dtype: str = "float32"):
+def load_model(path: str | Path, dtype: str = "float32", attn_implementation: str | None = None):
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # a bar per weight load clutters the executed notebooks
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=_DTYPES[dtype])
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=_DTYPES[dtype],
+                                                     attn_implementation=attn_implementation)
     except (OSError, ValueError) as e:
         raise ConfigError(f"{path}: cannot load a model ({str(e).splitlines()[0]})") from None
-    return model.eval()
+    return model.to("cuda" if torch.cuda.is_available() else "cpu").eval()  # the Trainer would move it too
 
 
 def model_source(config: ModelConfig, base_model_dir: Path) -> str:

@@ -133,8 +133,9 @@ def plot_kept(summary: pd.DataFrame, ax=None):
     return ax
 
 
-def answers_by_iteration(run: Run, k: int = 6) -> pd.DataFrame:
-    """The same k test questions answered by each iteration's model, so a reader sees the answers change."""
+def answers_by_iteration(run: Run, k: int = 6, width: int = 40) -> pd.DataFrame:
+    """The same k test questions answered by each iteration's model (✓/✗ and the start of the answer), so a reader
+    sees the answers change."""
     columns: dict[str, list] = {}
     for iteration in range(run.config.iterations + 1):
         path = run.iter_dir(iteration) / "predictions.jsonl"
@@ -144,6 +145,37 @@ def answers_by_iteration(run: Run, k: int = 6) -> pd.DataFrame:
         columns.setdefault("question", [p["question"] for p in predictions])
         columns.setdefault("reference", [p["answer"] for p in predictions])
         columns[f"iter_{iteration:02d}"] = [
-            f"{'✓' if p['correct'] else '✗'} {p['extracted_answer']}" for p in predictions
+            f"{'✓' if p['correct'] else '✗'} {_short(p['completion'], width)}" for p in predictions
         ]
     return pd.DataFrame(columns)
+
+
+def accuracy_by_group(run: Run, field: str = "kind") -> pd.DataFrame:
+    """Test accuracy per group (a question kind, a MATH level or subject) at each evaluated iteration: where the
+    gain comes from. Empty when the test rows carry no such field."""
+    columns = {}
+    for iteration in range(run.config.iterations + 1):
+        groups = run.metrics(iteration).get("eval", {}).get(f"by_{field}")
+        if groups:
+            columns[f"iter_{iteration:02d}"] = {k: v["accuracy"] for k, v in groups.items()}
+            columns.setdefault("n", {k: v["n"] for k, v in groups.items()})
+    return pd.DataFrame(columns).rename_axis(field)
+
+
+def second_set_table(run: Run) -> pd.DataFrame:
+    """The forgetting check: accuracy and reference-solution loss on eval.second_set, RFT and baseline, at each
+    iteration where it was evaluated."""
+    second = run.config.eval.second_set
+    if second is None:
+        return pd.DataFrame()
+    rows = []
+    for iteration in range(run.config.iterations + 1):
+        m = run.metrics(iteration)
+        rft, base = m.get(f"eval_{second.name}"), m.get(f"baseline_eval_{second.name}")
+        if rft is None:
+            continue
+        rows.append({"iteration": iteration, "set": second.name, "n": rft["n"], "accuracy": rft["accuracy"],
+                     "solution_loss": rft.get("solution_loss"),
+                     "baseline_accuracy": (base or {}).get("accuracy"),
+                     "baseline_solution_loss": (base or {}).get("solution_loss")})
+    return pd.DataFrame(rows)

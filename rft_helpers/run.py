@@ -1,7 +1,7 @@
 """The run directory: where every stage reads its inputs and writes its outputs (a contract tests and tools read).
 
     DIR/run.json                  resolved parameters, git commit, status of every stage
-    DIR/data/{train,test,seed}.jsonl   the task's splits
+    DIR/data/{train,test,seed}.jsonl   the task's splits (and <name>.jsonl: eval.second_set's questions)
     DIR/base_model/               the scratch model (only when model.name_or_path is "scratch")
     DIR/iter_NN/                  samples.jsonl, scored.jsonl, train.jsonl, checkpoint/, metrics.json, notebooks
     DIR/05_report.ipynb           the executed report
@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 from .config import RunConfig, config_from_dict
-from .data import read_system_prompt, write_task
+from .data import load_eval_set, read_system_prompt, write_task
 from .exceptions import ConfigError
-from .io import read_json, write_json
+from .io import read_json, read_jsonl, write_json, write_jsonl
 from .gguf_models import convert_gguf
 from .models import model_source, save_scratch_model
 
@@ -63,7 +63,9 @@ class Run:
         state_path = run_dir / RUN_FILE
         if state_path.exists():
             state = read_json(state_path)
-            old, new = state["config"], config.model_dump(mode="json")
+            # Re-validated, so settings added to the toolkit since (with their defaults) do not count as changes.
+            old = config_from_dict(state["config"], str(state_path)).model_dump(mode="json")
+            new = config.model_dump(mode="json")
             changes = [c for c in config_changes(old, new) if c.split(":")[0] not in _EXTENDABLE]
             if changes:
                 raise ConfigError(
@@ -85,6 +87,9 @@ class Run:
             write_task(self.config.task, self.config.seed, self.data_dir)
         if self.config.model.is_scratch and not (self.base_model_dir / "config.json").exists():
             save_scratch_model(self.config.model.scratch, self.base_model_dir, self.config.seed)
+        second = self.config.eval.second_set
+        if second and not self.second_set_path.exists():  # a copy, so the run does not depend on the source later
+            write_jsonl(self.second_set_path, load_eval_set(second))
         if self.config.model.gguf_file:
             convert_gguf(self.config.model.name_or_path, self.config.model.gguf_file)  # cached after the first run
 
@@ -92,6 +97,21 @@ class Run:
     @property
     def data_dir(self) -> Path:
         return self.dir / "data"
+
+    @property
+    def second_set_path(self) -> Path:
+        second = self.config.eval.second_set
+        return self.data_dir / f"{second.name if second else 'second_set'}.jsonl"
+
+    def second_set(self) -> list[dict]:
+        return read_jsonl(self.second_set_path)
+
+    @property
+    def second_set_system_prompt(self) -> str | None:
+        second = self.config.eval.second_set
+        if second and second.system_prompt_file:
+            return Path(second.system_prompt_file).read_text().strip()
+        return self.system_prompt
 
     @property
     def base_model_dir(self) -> Path:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import random
 import time
 
-from .config import EvalConfig, FilterConfig, SampleConfig, TrainConfig
+from .config import EvalConfig, EvalSetConfig, FilterConfig, SampleConfig, TrainConfig
 from .data import build_prompt, load_split, seed_examples
-from .evaluate import accuracy_summary, greedy_predictions
+from .evaluate import accuracy_summary, greedy_predictions, solution_loss
 from .filters import apply_filters, build_train_set, filter_summary, score_samples
 from .io import read_jsonl, write_jsonl
 from .models import load_model, load_tokenizer
@@ -26,11 +26,16 @@ def questions_for(run: Run, iteration: int, num_questions: int | None) -> list[d
     return random.Random(run.config.seed * 1000 + iteration).sample(rows, num_questions)
 
 
+def engine_options(run: Run, batch_size: int, iteration: int) -> dict:
+    """What every engine is built with: the run's dtype and seed, plus the vLLM settings (ignored by others)."""
+    return run.config.vllm.model_dump() | {"dtype": run.config.model.dtype, "batch_size": batch_size,
+                                           "seed": run.config.seed * 1000 + iteration}
+
+
 def sample_stage(run: Run, iteration: int, config: SampleConfig, progress: bool = True) -> list[dict]:
     """01_sample: n completions per question from the current policy -> samples.jsonl."""
     model_path = run.policy_model(iteration)
-    engine = get_engine(config.engine, load_model(model_path, run.config.model.dtype), load_tokenizer(model_path),
-                        config.batch_size)
+    engine = get_engine(config.engine, model_path, **engine_options(run, config.batch_size, iteration))
     questions = questions_for(run, iteration, config.num_questions)
     prompts = [build_prompt(q["question"], run.system_prompt) for q in questions]
     params = SamplingParams(n=config.n, temperature=config.temperature, top_p=config.top_p,
@@ -38,6 +43,7 @@ def sample_stage(run: Run, iteration: int, config: SampleConfig, progress: bool 
     start = time.perf_counter()
     outputs = engine.generate(prompts, params, progress=progress)
     seconds = time.perf_counter() - start
+    engine.close()
     rows = [
         {"id": q["id"], "sample_index": k, "prompt": prompt, "completion": c.text, "answer": q["answer"],
          "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens, "finish_reason": c.finish_reason,
@@ -69,7 +75,7 @@ def train_stage(run: Run, iteration: int, config: TrainConfig) -> dict:
     when asked, train the baseline (plain SFT on the seed set) for the same number of optimizer steps."""
     seed_set = seed_examples(load_split(run.data_dir, "seed"), run.system_prompt)
     common = dict(learning_rate=config.learning_rate, batch_size=config.batch_size, seed=run.config.seed + iteration,
-                  dtype=run.config.model.dtype)
+                  bf16=config.bf16, gradient_checkpointing=config.gradient_checkpointing)
     if iteration == 0:
         result = sft_train(run.base_model, seed_set, run.checkpoint(0), max_steps=config.max_steps, **common)
         return run.update_metrics(0, "train", {"mode": "warmup", "init": run.base_model, **result.summary})["train"]
@@ -97,15 +103,35 @@ def evaluate_stage(run: Run, iteration: int, config: EvalConfig, progress: bool 
     if iteration > 0 and run.config.train.baseline:
         models["baseline_eval"] = run.baseline_model(iteration + 1)
     results = {}
+    second = config.second_set
+    check_second = second is not None and (second.every_iteration or iteration in (0, run.config.iterations))
     for section, path in models.items():
-        engine = get_engine("transformers", load_model(path, run.config.model.dtype), load_tokenizer(path),
-                            config.batch_size)
+        engine = get_engine(config.engine, path, **engine_options(run, config.batch_size, iteration))
         start = time.perf_counter()
         predictions = greedy_predictions(engine, test, run.system_prompt, config.max_new_tokens, progress=progress)
         summary = accuracy_summary(predictions) | {"model": path, "seconds": round(time.perf_counter() - start, 2)}
-        name = "predictions.jsonl" if section == "eval" else "baseline_predictions.jsonl"
-        write_jsonl(run.iter_dir(iteration) / name, predictions)
+        prefix = "" if section == "eval" else "baseline_"
+        write_jsonl(run.iter_dir(iteration) / f"{prefix}predictions.jsonl", predictions)
         results[section] = run.update_metrics(iteration, section, summary)[section]
+        if check_second:
+            key = f"{section}_{second.name}"
+            results[key] = run.update_metrics(iteration, key, evaluate_second_set(run, engine, path, second, iteration,
+                                                                                 prefix, progress))[key]
+        engine.close()
     if iteration == 0:  # RFT and the baseline start from the same model
-        results["baseline_eval"] = run.update_metrics(0, "baseline_eval", results["eval"])["baseline_eval"]
+        for key in [k for k in results if k.startswith("eval")]:
+            results[f"baseline_{key}"] = run.update_metrics(0, f"baseline_{key}", results[key])[f"baseline_{key}"]
     return results
+
+
+def evaluate_second_set(run: Run, engine, model_path: str, config: EvalSetConfig, iteration: int, prefix: str,
+                        progress: bool) -> dict:
+    """Greedy accuracy and reference-solution loss on the second set (forgetting shows as a rising loss)."""
+    rows, system_prompt = run.second_set(), run.second_set_system_prompt
+    start = time.perf_counter()
+    predictions = greedy_predictions(engine, rows, system_prompt, config.max_new_tokens, progress=progress)
+    write_jsonl(run.iter_dir(iteration) / f"{prefix}predictions_{config.name}.jsonl", predictions)
+    model = load_model(model_path, run.config.model.dtype)
+    loss = solution_loss(model, load_tokenizer(model_path), rows, system_prompt, batch_size=16)
+    return accuracy_summary(predictions) | {"solution_loss": None if loss is None else round(loss, 4),
+                                            "model": model_path, "seconds": round(time.perf_counter() - start, 2)}

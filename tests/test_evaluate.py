@@ -16,5 +16,64 @@ def test_majority_vote_ignores_missing_answers():
     assert majority_vote([None, None]) is None
 
 
+def test_accuracy_by_group():
+    preds = [{"correct": True, "kind": "+ 2-digit"}, {"correct": False, "kind": "+ 3-digit"},
+             {"correct": True, "kind": "+ 2-digit"}, {"correct": False, "kind": "+ 2-digit"}]
+    summary = accuracy_summary(preds)
+    assert summary["accuracy"] == 0.5 and summary["by_kind"]["+ 2-digit"] == {"accuracy": 2 / 3, "n": 3}
+    assert summary["by_kind"]["+ 3-digit"] == {"accuracy": 0.0, "n": 1} and "by_level" not in summary
+
+
 def test_accuracy_summary():
     assert accuracy_summary([{"correct": True}, {"correct": False}]) == {"accuracy": 0.5, "n": 2, "correct": 1}
+
+
+def test_second_set_is_evaluated_at_the_ends_with_its_solution_loss(smoke_config, tmp_path):
+    from rft_helpers.io import read_jsonl, write_jsonl
+    from rft_helpers.report import second_set_table
+    from rft_helpers.run import Run
+    from rft_helpers.stages import evaluate_stage
+
+    source = tmp_path / "other.jsonl"
+    write_jsonl(source, [{"question": f"{i}+{i}=?", "answer": f"{i}+{i}={2 * i}\n#### {2 * i}"} for i in range(1, 6)])
+    config = smoke_config.model_copy(deep=True)
+    config.iterations = 2
+    config.eval.second_set = {"name": "other", "path": str(source), "num_questions": 4, "max_new_tokens": 8}
+    config.eval.num_questions = 4
+    run = Run.create(config, tmp_path / "run")
+    assert [r["answer"] for r in read_jsonl(run.data_dir / "other.jsonl")] == ["2", "4", "6", "8"]  # copied once
+
+    results = evaluate_stage(run, 0, run.config.eval, progress=False)
+    other = run.metrics(0)["eval_other"]
+    assert other["n"] == 4 and 0 < other["solution_loss"] < 20
+    assert run.metrics(0)["baseline_eval_other"] == other  # iteration 0: one model for both
+    assert len(read_jsonl(run.iter_dir(0) / "predictions_other.jsonl")) == 4
+    assert "eval_other" in results
+
+    evaluate_stage(run, 1, run.config.eval, progress=False)  # neither the first nor the last iteration
+    assert "eval_other" not in run.metrics(1)
+    table = second_set_table(run)
+    assert list(table["iteration"]) == [0] and table.loc[0, "solution_loss"] == other["solution_loss"]
+
+
+def test_solution_loss_is_the_mean_token_loss_of_the_solutions(tiny_model_dir):
+    import torch
+
+    from rft_helpers.data import build_prompt
+    from rft_helpers.evaluate import solution_loss
+    from rft_helpers.models import load_model, load_tokenizer
+    from rft_helpers.sampling import encode_chat
+
+    model, tokenizer = load_model(tiny_model_dir), load_tokenizer(tiny_model_dir)
+    rows = [{"question": "1+1=?", "solution": "1+1=2\nAnswer: 2"}, {"question": "12+34=?", "solution": "Answer: 46"}]
+    total, count = 0.0, 0
+    for row in rows:  # one row at a time, no padding, the full logits
+        prompt = build_prompt(row["question"])
+        full = tokenizer.apply_chat_template(prompt + [{"role": "assistant", "content": row["solution"]}], tokenize=False)
+        ids = tokenizer(full, add_special_tokens=False)["input_ids"]
+        start = len(encode_chat(tokenizer, [prompt])[0])
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([ids])).logits[0]
+        total += torch.nn.functional.cross_entropy(logits[start - 1 : -1], torch.tensor(ids[start:]), reduction="sum").item()
+        count += len(ids) - start
+    assert abs(solution_loss(model, tokenizer, rows, None, batch_size=2) - total / count) < 1e-4

@@ -30,6 +30,15 @@ def test_max_per_question_and_no_dedupe():
     assert scored[-1]["reject_reason"] == "max_per_question"
 
 
+def test_prefer_shorter_keeps_the_shortest_correct_samples_in_the_original_order():
+    samples = rows("So 2 + 2 makes 4, and the answer is 4", "4", "2+2=4", "5") + rows("It is 6", "6", qid="q2", answer="6")
+    scored = apply_filters(score_samples(samples, exact_answer, "exact_answer"),
+                           FilterConfig(max_per_question=1, prefer_shorter=True))
+    assert [r["completion"] for r in scored] == [s["completion"] for s in samples]  # order unchanged
+    assert [r["reject_reason"] for r in scored] == ["max_per_question", None, "max_per_question", "low_reward",
+                                                    "max_per_question", None]
+
+
 def test_train_set_is_chat_prompt_completion():
     scored = apply_filters(score_samples(rows("Answer: 4", "Answer: 3"), exact_answer, "exact_answer"), FilterConfig())
     assert build_train_set(scored) == [

@@ -29,11 +29,30 @@ def test_run_summary_and_answers_by_iteration(tmp_path):
         run.update_metrics(i, "eval", {"accuracy": acc})
         run.update_metrics(i, "baseline_eval", {"accuracy": base})
         write_jsonl(run.iter_dir(i) / "predictions.jsonl",
-                    [{"question": "1+1=?", "answer": "2", "extracted_answer": str(i + 1), "correct": i == 1}])
+                    [{"question": "1+1=?", "answer": "2", "completion": f"1+1={i + 1}", "extracted_answer": str(i + 1),
+                      "correct": i == 1}])
     run.update_metrics(1, "filter", {"kept": 5, "kept_ratio": 0.25})
     summary = run_summary(run)  # iteration 2 has no evaluation yet: not listed
     assert list(summary["iteration"]) == [0, 1] and list(summary["accuracy"]) == [0.2, 0.5]
     assert summary.loc[1, "kept_ratio"] == 0.25
-    assert list(answers_by_iteration(run).iloc[0]) == ["1+1=?", "2", "✗ 1", "✓ 2"]
+    assert list(answers_by_iteration(run).iloc[0]) == ["1+1=?", "2", "✗ 1+1=1", "✓ 1+1=2"]
     ax = plot_accuracy(summary)
     assert [line.get_label() for line in ax.get_lines()][:2] == ["RFT", "baseline: SFT on seed set, same steps"]
+
+
+def test_accuracy_by_group_and_second_set_table(tmp_path):
+    from rft_helpers.report import accuracy_by_group, second_set_table
+
+    config = RunConfig(iterations=1, eval={"second_set": {"name": "gsm8k", "path": "x.jsonl"}})
+    write_json(tmp_path / "run.json", {"config": config.model_dump(mode="json"), "stages": {}})
+    run = Run(tmp_path)
+    for i, acc in enumerate([0.1, 0.4]):
+        run.update_metrics(i, "eval", {"accuracy": acc, "by_kind": {"+ 2-digit": {"accuracy": acc, "n": 5},
+                                                                    "x 1-digit": {"accuracy": acc / 2, "n": 3}}})
+        run.update_metrics(i, "eval_gsm8k", {"accuracy": 0.01, "n": 100, "solution_loss": 1.5 + i})
+        run.update_metrics(i, "baseline_eval_gsm8k", {"accuracy": 0.02, "n": 100, "solution_loss": 1.5 + 2 * i})
+    table = accuracy_by_group(run)
+    assert list(table.columns) == ["iter_00", "n", "iter_01"] and table.loc["x 1-digit", "iter_01"] == 0.2
+    forgetting = second_set_table(run)
+    assert list(forgetting["solution_loss"]) == [1.5, 2.5] and list(forgetting["baseline_solution_loss"]) == [1.5, 3.5]
+    assert accuracy_by_group(run, "level").empty

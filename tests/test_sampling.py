@@ -9,7 +9,7 @@ PROMPTS = [[{"role": "user", "content": q}] for q in ["1+1=?", "12*3-4+5=?", "9-
 
 @pytest.fixture(scope="module")
 def engine(tiny_model_dir):
-    return get_engine("transformers", load_model(tiny_model_dir), load_tokenizer(tiny_model_dir), batch_size=2)
+    return get_engine("transformers", tiny_model_dir, batch_size=2)
 
 
 def test_n_completions_per_prompt_in_prompt_order(engine):
@@ -43,6 +43,17 @@ def test_batched_greedy_matches_one_prompt_at_a_time(tiny_model_dir):
 
 def test_unknown_engine_and_count_check(tiny_model_dir):
     with pytest.raises(ValueError, match="sample.engine: unknown engine 'nope'.*transformers"):
-        get_engine("nope", None, None)
+        get_engine("nope", None)
     with pytest.raises(RuntimeError, match="expected 2 prompts x 3 completions"):
         check_counts([1, 2], [[1, 1, 1], [1]], 3, "fake")
+
+
+def test_shared_prompt_cache_samples_like_separate_prompt_encodings(tiny_model_dir):
+    """Encoding a prompt once for its n samples changes the cost, not the samples (same seed, float32)."""
+    engine = TransformersEngine(load_model(tiny_model_dir), load_tokenizer(tiny_model_dir), batch_size=3)
+    params = SamplingParams(n=4, temperature=1.0, max_new_tokens=12, seed=11)
+    shared = engine.generate(PROMPTS, params)
+    engine.share_prompt_cache = False
+    separate = engine.generate(PROMPTS, params)
+    assert [[c.text for c in o] for o in shared] == [[c.text for c in o] for o in separate]
+    assert len({c.text for o in shared for c in o}) > 3

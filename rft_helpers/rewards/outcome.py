@@ -11,10 +11,10 @@ import re
 from fractions import Fraction
 
 _ANSWER_PATTERNS = [
-    re.compile(r"\\boxed\{([^{}]*)\}"),
     re.compile(r"####\s*([^\n]+)"),
     re.compile(r"[Aa]nswer(?: is)?\s*[:=]?\s*([^\n]+)"),
 ]
+_ANY_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 _NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)(/\d+)?$")
 _THOUSANDS = re.compile(r"^[-+]?\d{1,3}(,\d{3})+(\.\d*)?$")  # 1,234 but not 1,5
 
@@ -25,18 +25,42 @@ def completion_text(completion: str | list[dict]) -> str:
     return "".join(m.get("content", "") for m in completion if m.get("role") == "assistant")
 
 
+def last_boxed(text: str) -> str | None:
+    """The content of the last `\\boxed{...}` (nested braces allowed); None if absent or unbalanced.
+
+    >>> last_boxed(r"so $\\boxed{\\frac{1}{2}}$")
+    '\\\\frac{1}{2}'
+    """
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    depth, begin = 0, start + len("\\boxed{")
+    for i in range(begin - 1, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if depth == 0:
+            return text[begin:i].strip()
+    return None
+
+
 def extract_answer(text: str) -> str | None:
-    """The final answer: last `\\boxed{..}`, else `#### N`, else the last 'Answer: ..' line; None if absent.
+    """The final answer: last `\\boxed{..}`, else `#### N`, else the last 'Answer: ..' line, else the last number
+    in the text (the usual GSM8K convention, for chat models that answer in prose); None if absent.
 
     >>> extract_answer("3+4=7\\nAnswer: 7")
     '7'
+    >>> extract_answer("So 1,200 + 34 = 1,234.")
+    '1234'
     """
+    boxed = last_boxed(text)
+    if boxed:
+        return boxed
     for pattern in _ANSWER_PATTERNS:
         matches = pattern.findall(text)
         if matches:
             answer = matches[-1].strip().rstrip(".").strip()
             return answer or None
-    return None
+    numbers = _ANY_NUMBER.findall(text)
+    return numbers[-1].rstrip(",").replace(",", "") if numbers else None
 
 
 def _as_number(text: str) -> Fraction | None:

@@ -14,6 +14,7 @@ class SamplingParams:
     max_new_tokens: int = 64
     seed: int = 0
     stop: tuple[str, ...] = field(default_factory=tuple)
+    ignore_eos: bool = False  # always generate max_new_tokens (benchmarks with a fixed output length)
 
     @property
     def greedy(self) -> bool:
@@ -39,6 +40,10 @@ class SamplingEngine(Protocol):
         """Return exactly `params.n` completions for each prompt, in prompt order."""
         ...
 
+    def close(self) -> None:
+        """Free the model (and GPU memory) before the next stage needs it."""
+        ...
+
 
 def check_counts(prompts: list, outputs: list[list[Completion]], n: int, engine: str) -> None:
     """Catch silent truncation: an engine must answer every prompt n times."""
@@ -48,3 +53,9 @@ def check_counts(prompts: list, outputs: list[list[Completion]], n: int, engine:
             f"engine {engine}: expected {len(prompts)} prompts x {n} completions, got {len(outputs)} prompts "
             f"with {sorted(set(counts))} completions"
         )
+
+
+def encode_chat(tokenizer, prompts: list[list[dict]]) -> list[list[int]]:
+    """Prompt token ids through the model's chat template: the one encoding every engine and the trainer share."""
+    texts = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
+    return tokenizer(texts, add_special_tokens=False)["input_ids"]

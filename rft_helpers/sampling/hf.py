@@ -1,7 +1,8 @@
 """transformers engine: batched `generate` with n samples per prompt sharing one prompt encoding.
 
-Prompts are sorted by length so each batch pads little, padded on the left so every row's new tokens line up,
-and expanded to n sequences inside `generate` (`num_return_sequences`), which keeps the KV cache per sequence.
+Prompts are sorted by length so each batch pads little and padded on the left so every row's new tokens line up.
+Each prompt is encoded once; its KV cache is then copied to its n samples, which `generate` continues (on a CPU
+the prompt pass was nearly half the sampling time when each of the n samples re-encoded it).
 """
 
 from __future__ import annotations
@@ -9,19 +10,32 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from .base import Completion, SamplingParams, check_counts
+from .base import Completion, SamplingParams, check_counts, encode_chat
 
 
 class TransformersEngine:
     name = "transformers"
+    share_prompt_cache = True  # False: each sample re-encodes its prompt (num_return_sequences), for comparison
 
     def __init__(self, model, tokenizer, batch_size: int = 64):
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
         self.tokenizer.padding_side = "left"
 
+    @classmethod
+    def from_path(cls, path, dtype: str = "float32", batch_size: int = 64, **_unused) -> "TransformersEngine":
+        import torch
+
+        from ..models import load_model, load_tokenizer
+
+        # On CPUs plain ("eager") attention decodes about 30% faster than SDPA's kernel (measured on SmolLM2-135M).
+        attention = None if torch.cuda.is_available() else "eager"
+        return cls(load_model(path, dtype, attention), load_tokenizer(path), batch_size=batch_size)
+
     def encode(self, prompts: list[list[dict]]) -> list[list[int]]:
-        texts = [self.tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
-        return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        return encode_chat(self.tokenizer, prompts)
+
+    def close(self) -> None:
+        del self.model
 
     @torch.inference_mode()
     def generate(self, prompts: list[list[dict]], params: SamplingParams, progress: bool = False) -> list[list[Completion]]:
@@ -42,15 +56,25 @@ class TransformersEngine:
         tok = self.tokenizer
         enc = tok.pad({"input_ids": batch_ids}, return_tensors="pt", padding=True)
         device = self.model.device
+        input_ids, attention_mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
         sample_kwargs = {"do_sample": False} if params.greedy else {
             "do_sample": True, "temperature": params.temperature, "top_p": params.top_p, "top_k": 0
         }
         copies = 1 if params.greedy else params.n  # greedy answers are identical: decode once, repeat n times
+        cache = None
+        if self.share_prompt_cache and copies > 1 and input_ids.shape[1] > 1:
+            # Encode each prompt once, then give its n samples copies of that KV cache: generate only has the last
+            # prompt token left to process, instead of n full prompts.
+            cache = self._prefill(input_ids[:, :-1], attention_mask[:, :-1])
+            cache.batch_repeat_interleave(copies)
+            input_ids, attention_mask = input_ids.repeat_interleave(copies, 0), attention_mask.repeat_interleave(copies, 0)
         out = self.model.generate(
-            input_ids=enc["input_ids"].to(device),
-            attention_mask=enc["attention_mask"].to(device),
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            past_key_values=cache,
             max_new_tokens=params.max_new_tokens,
-            num_return_sequences=copies,
+            min_new_tokens=params.max_new_tokens if params.ignore_eos else None,
+            num_return_sequences=1 if cache is not None else copies,
             pad_token_id=tok.pad_token_id,
             eos_token_id=tok.eos_token_id,
             stop_strings=list(params.stop) or None,
@@ -66,10 +90,16 @@ class TransformersEngine:
             results.append(completions * (params.n // copies))
         return results
 
+    def _prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        """The KV cache of left-padded prompts, with the positions generate itself would use."""
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                          use_cache=True).past_key_values
+
     def _to_completion(self, seq: list[int], prompt_len: int, params: SamplingParams) -> Completion:
         tok = self.tokenizer
         finish = "length"
-        if tok.eos_token_id in seq:
+        if tok.eos_token_id in seq and not params.ignore_eos:
             seq, finish = seq[: seq.index(tok.eos_token_id) + 1], "stop"
         else:
             while seq and seq[-1] == tok.pad_token_id:

