@@ -268,7 +268,7 @@ def _resolve_from(data: dict, base: Path) -> None:
         value = node.get(keys[-1]) if isinstance(node, dict) else None
         if not isinstance(value, str) or value.startswith(("/", "~")):
             continue
-        is_file = keys[-1] != "name_or_path" and not (keys[-1] == "path" and not _is_local(value))
+        is_file = keys[-1] != "name_or_path" and not (keys[-1] == "path" and not is_local_path(value))
         if is_file or value.startswith("."):  # model folders must start with '.': anything else is a hub id
             node[keys[-1]] = str((base / value).resolve())
 
@@ -292,13 +292,13 @@ def check_paths(config: RunConfig, base_dir: Path | None = None) -> None:
     if config.task.system_prompt_file and missing(config.task.system_prompt_file):
         raise ConfigError(f"task.system_prompt_file: no such file: {config.task.system_prompt_file}")
     second = config.eval.second_set
-    if second and _is_local(second.path) and missing(second.path):
+    if second and is_local_path(second.path) and missing(second.path):
         raise ConfigError(f"eval.second_set.path: no such file: {second.path}")
     if second and second.system_prompt_file and missing(second.system_prompt_file):
         raise ConfigError(f"eval.second_set.system_prompt_file: no such file: {second.system_prompt_file}")
 
 
-def _is_local(path: str) -> bool:
+def is_local_path(path: str) -> bool:
     """Local paths start with '.', '/' or '~', or end in .jsonl/.json; anything else is a hub id."""
     return path.startswith((".", "/", "~")) or path.endswith((".jsonl", ".json"))
 
@@ -312,7 +312,7 @@ def absolutize_paths(config: RunConfig, base_dir: Path | None = None) -> RunConf
     if cfg.task.system_prompt_file:
         cfg.task.system_prompt_file = str((base / Path(cfg.task.system_prompt_file).expanduser()).resolve())
     second = cfg.eval.second_set
-    if second and _is_local(second.path):
+    if second and is_local_path(second.path):
         second.path = str((base / Path(second.path).expanduser()).resolve())
     if second and second.system_prompt_file:
         second.system_prompt_file = str((base / Path(second.system_prompt_file).expanduser()).resolve())

@@ -12,7 +12,7 @@ import random
 import re
 from pathlib import Path
 
-from .config import EvalSetConfig, TaskConfig, _is_local
+from .config import EvalSetConfig, TaskConfig, is_local_path
 from .exceptions import ConfigError
 from .io import read_jsonl, write_jsonl
 from .rewards.outcome import last_boxed
@@ -71,7 +71,13 @@ def problem_kind(solution: str) -> str:
     return f"{'x' if op == '*' else op} {len(b) if op == '*' else max(len(a), len(b))}-digit"
 
 
-_GENERATORS = {"addition": addition_problem, "word_arithmetic": word_arithmetic_problem}
+def task_row(config: TaskConfig, rng: random.Random) -> dict:
+    """One generated question: {question, solution, answer} (+ kind for word_arithmetic)."""
+    if config.name == "addition":
+        question, solution, answer = addition_problem(rng, config.digits)
+        return {"question": question, "answer": answer, "solution": solution}
+    question, solution, answer = word_arithmetic_problem(rng, config.digits, config.long_operand_share)
+    return {"question": question, "answer": answer, "solution": solution, "kind": problem_kind(solution)}
 
 
 def generate_task(config: TaskConfig, seed: int) -> dict[str, list[dict]]:
@@ -79,7 +85,6 @@ def generate_task(config: TaskConfig, seed: int) -> dict[str, list[dict]]:
     `seed_size` training questions, with their reference solutions."""
     rng = random.Random(seed)
     total = config.num_train + config.num_test
-    make = _GENERATORS[config.name]
     seen: set[str] = set()
     rows: list[dict] = []
     attempts = 0
@@ -88,16 +93,10 @@ def generate_task(config: TaskConfig, seed: int) -> dict[str, list[dict]]:
         if attempts > 20 * total:
             raise ValueError(f"task: only {len(rows)} distinct questions found with digits={config.digits}, "
                              f"{total} asked; raise digits or lower num_train/num_test")
-        if config.name == "word_arithmetic":
-            question, solution, answer = word_arithmetic_problem(rng, config.digits, config.long_operand_share)
-        else:
-            question, solution, answer = make(rng, config.digits)
-        if question not in seen:
-            seen.add(question)
-            row = {"id": f"{config.name}-{len(rows):05d}", "question": question, "answer": answer, "solution": solution}
-            if config.name == "word_arithmetic":
-                row["kind"] = problem_kind(solution)
-            rows.append(row)
+        row = task_row(config, rng)
+        if row["question"] not in seen:
+            seen.add(row["question"])
+            rows.append({"id": f"{config.name}-{len(rows):05d}", **row})
     train, test = rows[: config.num_train], rows[config.num_train :]
     return {"train": train, "test": test, "seed": train[: config.seed_size]}
 
@@ -137,7 +136,7 @@ def load_eval_set(config: EvalSetConfig) -> list[dict]:
     from datasets import load_dataset
 
     try:
-        if _is_local(config.path):
+        if is_local_path(config.path):
             dataset = load_dataset("json", data_files=str(Path(config.path).expanduser()), split="train")
         else:
             dataset = load_dataset(config.path, config.subset, split=config.split)

@@ -131,7 +131,7 @@ def evaluate_second_set(run: Run, engine, model_path: str, config: EvalSetConfig
     start = time.perf_counter()
     predictions = greedy_predictions(engine, rows, system_prompt, config.max_new_tokens, progress=progress)
     write_jsonl(run.iter_dir(iteration) / f"{prefix}predictions_{config.name}.jsonl", predictions)
-    model = load_model(model_path, run.config.model.dtype)
+    model = getattr(engine, "model", None) or load_model(model_path, run.config.model.dtype)  # vLLM holds none
     loss = solution_loss(model, load_tokenizer(model_path), rows, system_prompt, batch_size=16)
     return accuracy_summary(predictions) | {"solution_loss": None if loss is None else round(loss, 4),
                                             "model": model_path, "seconds": round(time.perf_counter() - start, 2)}

@@ -23,8 +23,6 @@ class TransformersEngine:
 
     @classmethod
     def from_path(cls, path, dtype: str = "float32", batch_size: int = 64, **_unused) -> "TransformersEngine":
-        import torch
-
         from ..models import load_model, load_tokenizer
 
         # On CPUs plain ("eager") attention decodes about 30% faster than SDPA's kernel (measured on SmolLM2-135M).
