@@ -148,6 +148,10 @@ class Run:
         """The baseline continues from its own previous checkpoint (iteration 0's model at first)."""
         return self._latest(iteration - 1, lambda i: self.baseline_checkpoint(i) if i else self.checkpoint(0))
 
+    def iteration_seed(self, iteration: int) -> int:
+        """One seed per iteration: which questions are sampled, the engines and the samples."""
+        return self.config.seed * 1000 + iteration
+
     @property
     def system_prompt(self) -> str | None:
         return read_system_prompt(self.config.task)

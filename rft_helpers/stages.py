@@ -23,13 +23,13 @@ def questions_for(run: Run, iteration: int, num_questions: int | None) -> list[d
     rows = load_split(run.data_dir, "train")
     if num_questions is None or num_questions >= len(rows):
         return rows
-    return random.Random(run.config.seed * 1000 + iteration).sample(rows, num_questions)
+    return random.Random(run.iteration_seed(iteration)).sample(rows, num_questions)
 
 
 def engine_options(run: Run, batch_size: int, iteration: int) -> dict:
     """What every engine is built with: the run's dtype and seed, plus the vLLM settings (ignored by others)."""
     return run.config.vllm.model_dump() | {"dtype": run.config.model.dtype, "batch_size": batch_size,
-                                           "seed": run.config.seed * 1000 + iteration}
+                                           "seed": run.iteration_seed(iteration)}
 
 
 def sample_stage(run: Run, iteration: int, config: SampleConfig, progress: bool = True) -> list[dict]:
@@ -39,7 +39,7 @@ def sample_stage(run: Run, iteration: int, config: SampleConfig, progress: bool 
     questions = questions_for(run, iteration, config.num_questions)
     prompts = [build_prompt(q["question"], run.system_prompt) for q in questions]
     params = SamplingParams(n=config.n, temperature=config.temperature, top_p=config.top_p,
-                            max_new_tokens=config.max_new_tokens, seed=run.config.seed * 1000 + iteration)
+                            max_new_tokens=config.max_new_tokens, seed=run.iteration_seed(iteration))
     start = time.perf_counter()
     outputs = engine.generate(prompts, params, progress=progress)
     seconds = time.perf_counter() - start

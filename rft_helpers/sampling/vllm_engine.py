@@ -12,6 +12,8 @@ import gc
 import os
 from pathlib import Path
 
+import torch
+
 from ..exceptions import ConfigError
 from .base import Completion, SamplingParams, check_counts, encode_chat
 
@@ -100,10 +102,5 @@ class VLLMEngine:
         """Free the model and its KV cache (GPU memory) now rather than when the process ends."""
         del self.llm
         gc.collect()
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:
-            pass
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
