@@ -2,6 +2,10 @@
 
 The loss covers the completion only (TRL's default for prompt/completion data), so the model learns to answer,
 not to repeat the question. The checkpoint is written to a temporary folder and renamed into place.
+
+On a CPU the loss is the model's own cross-entropy on the same labels. TRL's tiled LM head, which also computes
+entropy and token-accuracy metrics, made each step 1.27x slower on SmolLM2-135M (batch 4, bf16 autocast). On a GPU
+TRL's head stays: it never holds the full (batch, length, vocabulary) logits in memory.
 """
 
 from __future__ import annotations
@@ -77,7 +81,8 @@ def sft_train(
             use_cpu=not torch.cuda.is_available(),
             dataloader_num_workers=0,
         )
-        trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+        trainer_class = SFTTrainer if torch.cuda.is_available() else model_loss_sft_trainer()
+        trainer = trainer_class(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
         start = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - start
@@ -86,3 +91,17 @@ def sft_train(
     save_checkpoint(trainer.model, tokenizer, output_dir)
     logger.info("trained %d steps on %d examples in %.1fs", trainer.state.global_step, len(examples), seconds)
     return TrainResult(steps=trainer.state.global_step, examples=len(examples), seconds=seconds, loss_history=losses)
+
+
+def model_loss_sft_trainer() -> type:
+    """SFTTrainer whose loss is the model's own: the token-mean cross-entropy on the labels TRL's collator builds
+    (-100 on prompt and padding), which is the loss TRL's tiled head computes, without its extra metrics."""
+    from transformers import Trainer
+    from trl import SFTTrainer
+
+    class ModelLossSFTTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
+
+    return ModelLossSFTTrainer

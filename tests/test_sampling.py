@@ -1,3 +1,4 @@
+import torch
 import pytest
 
 from rft_helpers.models import load_model, load_tokenizer
@@ -57,3 +58,40 @@ def test_shared_prompt_cache_samples_like_separate_prompt_encodings(tiny_model_d
     separate = engine.generate(PROMPTS, params)
     assert [[c.text for c in o] for o in shared] == [[c.text for c in o] for o in separate]
     assert len({c.text for o in shared for c in o}) > 3
+
+
+def test_inverse_cdf_sampler_draws_from_the_softmax():
+    from rft_helpers.sampling.hf import InverseCDFSampler
+
+    probs = torch.tensor([0.5, 0.3, 0.2, 0.0])
+    scores = probs.log().repeat(20000, 1)  # log(0) = -inf: a token top-p removed
+    chosen = InverseCDFSampler(torch.Generator().manual_seed(0))(None, scores)
+    assert chosen.isfinite().sum(-1).eq(1).all()  # exactly one token left possible per row
+    frequencies = torch.bincount(chosen.argmax(-1), minlength=4) / 20000
+    assert frequencies[3] == 0
+    assert torch.allclose(frequencies[:3], probs[:3], atol=0.015)
+
+
+def test_grouped_eager_attention_equals_eager_with_padding_and_cache():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from rft_helpers.sampling.attention import cpu_attention
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2)  # 2 query heads per KV head
+    model = LlamaForCausalLM(config).eval()
+    assert cpu_attention(model.config) == "grouped_eager"
+    input_ids = torch.randint(1, 50, (3, 7))
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[1, :3] = attention_mask[2, :1] = 0  # left padding
+    outputs = {}
+    for attention in ("eager", "grouped_eager"):
+        model.set_attn_implementation(attention)
+        with torch.no_grad():
+            first = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=True)
+            step = model(input_ids=input_ids[:, :1], attention_mask=torch.cat([attention_mask, attention_mask[:, :1]], 1),
+                         past_key_values=first.past_key_values)
+        outputs[attention] = (first.logits, step.logits)
+    for eager, grouped in zip(outputs["eager"], outputs["grouped_eager"]):
+        torch.testing.assert_close(grouped, eager, rtol=1e-5, atol=1e-5)

@@ -36,3 +36,23 @@ def test_sft_changes_weights_and_lowers_loss_on_its_data(tiny_model_dir, tmp_pat
     assert _loss(out, EXAMPLES) < _loss(tiny_model_dir, EXAMPLES) - 0.5
     assert result.loss_history[-1] < result.loss_history[0]
     assert (out / "tokenizer_config.json").exists() and not list(tmp_path.glob(".ckpt.*"))  # renamed into place
+
+
+def test_cpu_trainer_loss_equals_trl_loss(tiny_model_dir, tmp_path):
+    """The model's own loss, used on CPUs for speed, is the loss TRL's tiled head computes on the same batch."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from rft_helpers.models import load_tokenizer
+    from rft_helpers.train import model_loss_sft_trainer
+
+    model, tok = load_model(tiny_model_dir), load_tokenizer(tiny_model_dir)
+    args = SFTConfig(output_dir=str(tmp_path), per_device_train_batch_size=8, report_to="none", use_cpu=True)
+    dataset = Dataset.from_list(EXAMPLES)
+    losses = []
+    for trainer_class in (SFTTrainer, model_loss_sft_trainer()):
+        trainer = trainer_class(model=model, args=args, train_dataset=dataset, processing_class=tok)
+        batch = next(iter(trainer.get_train_dataloader()))
+        with torch.no_grad():
+            losses.append(trainer.compute_loss(trainer.model, dict(batch)).item())
+    assert abs(losses[0] - losses[1]) < 1e-4 and losses[0] > 0.1
