@@ -65,17 +65,33 @@ class ModelConfig(_Strict):
 
 
 # ------------------------------------------------------------------------------------------------ task
-class TaskConfig(_Strict):
-    """The questions, generated from the run seed: `addition` (59+63=?, solved column by column, for the tiny
-    model) or `word_arithmetic` (What is 512 - 96?, in plain English, for pretrained chat models)."""
+class DatasetSource(_Strict):
+    """Questions and reference answers from a JSONL file or a Hugging Face Hub dataset. The reference answer is
+    the last `#### N` or `\\boxed{}` of the answer field, or the field itself; when the field holds more than the
+    answer (GSM8K's worked solutions), that text is the reference solution too."""
 
-    name: Literal["addition", "word_arithmetic"] = Field("addition", description="task generator")
+    path: str = Field(..., description="a JSONL file, or a dataset id on the Hugging Face Hub (e.g. openai/gsm8k)")
+    subset: str | None = Field(None, description="hub dataset configuration (e.g. main for openai/gsm8k)")
+    split: str = Field("train", description="hub dataset split")
+    question_field: str = Field("question", description="field holding the question (MATH: problem)")
+    answer_field: str = Field("answer", description="field holding the answer or a solution ending in it")
+    solution_field: str | None = Field(None, description="field holding a worked solution (MATH: solution)")
+
+
+class TaskConfig(_Strict):
+    """The questions: generated from the run seed, `addition` (59+63=?, solved column by column, for the tiny
+    model) or `word_arithmetic` (What is 512 - 96?, in plain English, for pretrained chat models); or `dataset`:
+    train and test sets from files or the hub (GSM8K, MATH, your own JSONL)."""
+
+    name: Literal["addition", "word_arithmetic", "dataset"] = Field("addition", description="task generator")
     digits: int = Field(2, ge=1, le=9, description="addition: digits of each operand; word_arithmetic: at most")
     long_operand_share: float = Field(
         0.5, ge=0, le=1, description="word_arithmetic: share of sums and differences with a `digits`-digit operand"
     )
-    num_train: int = Field(3000, gt=0, description="training questions (RFT samples on these)")
-    num_test: int = Field(300, gt=0, description="held-out test questions")
+    train: DatasetSource | None = Field(None, description="dataset: the training questions (shuffled with the seed)")
+    test: DatasetSource | None = Field(None, description="dataset: the test questions (the first num_test, in order)")
+    num_train: int = Field(3000, gt=0, description="training questions (RFT samples on these); dataset: at most")
+    num_test: int = Field(300, gt=0, description="held-out test questions; dataset: at most")
     seed_size: int = Field(100, ge=0, description="train questions with reference solutions: warm-up and baseline data")
     system_prompt_file: str | None = Field(None, description="text file whose content becomes the system message")
 
@@ -83,6 +99,8 @@ class TaskConfig(_Strict):
     def _sizes(self) -> "TaskConfig":
         if self.seed_size > self.num_train:
             raise ValueError(f"seed_size={self.seed_size} > num_train={self.num_train}; the seed set is drawn from train")
+        if self.name == "dataset" and (self.train is None or self.test is None):
+            raise ValueError("task.name dataset needs task.train and task.test (each: path, fields)")
         return self
 
 
@@ -146,17 +164,12 @@ class WarmupConfig(_Strict):
 
 
 # ---------------------------------------------------------------------------------------------- eval
-class EvalSetConfig(_Strict):
+class EvalSetConfig(DatasetSource):
     """A second test set, to catch forgetting (e.g. GSM8K while training on arithmetic). Questions are asked with
-    the task's system prompt unless this set names its own; the reference answer is the last `#### N` or
-    `\\boxed{}` of the answer field, or the field itself."""
+    the task's system prompt unless this set names its own."""
 
     name: str = Field("gsm8k", pattern=r"^[A-Za-z0-9_-]+$", description="label in metrics.json and the report")
-    path: str = Field(..., description="a JSONL file, or a dataset id on the Hugging Face Hub (e.g. openai/gsm8k)")
-    subset: str | None = Field(None, description="hub dataset configuration (e.g. main for openai/gsm8k)")
     split: str = Field("test", description="hub dataset split")
-    question_field: str = Field("question", description="field holding the question")
-    answer_field: str = Field("answer", description="field holding the answer or a solution ending in it")
     num_questions: int | None = Field(100, gt=0, description="first N rows (None: all)")
     max_new_tokens: int = Field(256, gt=0, description="longest answer, in tokens")
     system_prompt_file: str | None = Field(None, description="system message for this set (None: the task's)")
@@ -164,13 +177,16 @@ class EvalSetConfig(_Strict):
 
 
 class EvalConfig(_Strict):
-    """04_evaluate: greedy pass@1 on the test split."""
+    """04_evaluate: greedy pass@1 on the test split; with `samples: k`, also maj@k and unbiased pass@k."""
 
     engine: Literal["transformers", "vllm"] = Field("transformers", description="engine for the greedy answers")
 
     num_questions: int | None = Field(None, gt=0, description="test questions evaluated (None: all)")
     max_new_tokens: int = Field(64, gt=0, description="longest answer, in tokens")
     batch_size: int = Field(128, gt=0, description="prompts per generate call")
+    samples: int = Field(0, ge=0, description="sampled answers per test question, for maj@k and pass@k (0: greedy only)")
+    temperature: float = Field(0.7, gt=0, description="temperature of those samples")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus mass of those samples")
     second_set: EvalSetConfig | None = Field(None, description="another test set, to catch forgetting")
 
 
@@ -254,8 +270,8 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     return config_from_dict(apply_overrides(data, overrides or []), source)
 
 
-_PATH_FIELDS = [("model", "name_or_path"), ("task", "system_prompt_file"), ("eval", "second_set", "path"),
-                ("eval", "second_set", "system_prompt_file")]
+_PATH_FIELDS = [("model", "name_or_path"), ("task", "system_prompt_file"), ("task", "train", "path"),
+                ("task", "test", "path"), ("eval", "second_set", "path"), ("eval", "second_set", "system_prompt_file")]
 
 
 def _resolve_from(data: dict, base: Path) -> None:
@@ -291,11 +307,18 @@ def check_paths(config: RunConfig, base_dir: Path | None = None) -> None:
             raise ConfigError(f"model.gguf_file: no such file: {folder / config.model.gguf_file}")
     if config.task.system_prompt_file and missing(config.task.system_prompt_file):
         raise ConfigError(f"task.system_prompt_file: no such file: {config.task.system_prompt_file}")
+    for field, source in dataset_sources(config).items():
+        if is_local_path(source.path) and missing(source.path):
+            raise ConfigError(f"{field}.path: no such file: {source.path}")
     second = config.eval.second_set
-    if second and is_local_path(second.path) and missing(second.path):
-        raise ConfigError(f"eval.second_set.path: no such file: {second.path}")
     if second and second.system_prompt_file and missing(second.system_prompt_file):
         raise ConfigError(f"eval.second_set.system_prompt_file: no such file: {second.system_prompt_file}")
+
+
+def dataset_sources(config: RunConfig) -> dict[str, DatasetSource]:
+    """Every dataset the config reads, by its parameter name."""
+    sources = {"task.train": config.task.train, "task.test": config.task.test, "eval.second_set": config.eval.second_set}
+    return {field: source for field, source in sources.items() if source is not None}
 
 
 def is_local_path(path: str) -> bool:
@@ -311,9 +334,10 @@ def absolutize_paths(config: RunConfig, base_dir: Path | None = None) -> RunConf
         cfg.model.name_or_path = str((base / Path(cfg.model.name_or_path).expanduser()).resolve())
     if cfg.task.system_prompt_file:
         cfg.task.system_prompt_file = str((base / Path(cfg.task.system_prompt_file).expanduser()).resolve())
+    for source in dataset_sources(cfg).values():
+        if is_local_path(source.path):
+            source.path = str((base / Path(source.path).expanduser()).resolve())
     second = cfg.eval.second_set
-    if second and is_local_path(second.path):
-        second.path = str((base / Path(second.path).expanduser()).resolve())
     if second and second.system_prompt_file:
         second.system_prompt_file = str((base / Path(second.system_prompt_file).expanduser()).resolve())
     return cfg

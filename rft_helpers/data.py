@@ -12,7 +12,7 @@ import random
 import re
 from pathlib import Path
 
-from .config import EvalSetConfig, TaskConfig, is_local_path
+from .config import DatasetSource, EvalSetConfig, TaskConfig, is_local_path
 from .exceptions import ConfigError
 from .io import read_jsonl, write_jsonl
 from .rewards.outcome import last_boxed
@@ -103,7 +103,7 @@ def generate_task(config: TaskConfig, seed: int) -> dict[str, list[dict]]:
 
 def write_task(config: TaskConfig, seed: int, data_dir: Path) -> dict[str, Path]:
     """Write the splits as JSONL (loadable with `datasets.load_dataset("json", ...)`)."""
-    splits = generate_task(config, seed)
+    splits = dataset_task(config, seed) if config.name == "dataset" else generate_task(config, seed)
     paths = {}
     for name, rows in splits.items():
         paths[name] = data_dir / f"{name}.jsonl"
@@ -128,38 +128,66 @@ def reference_answer(text: str) -> str:
     return last_boxed(text) or text.strip()
 
 
-def load_eval_set(config: EvalSetConfig) -> list[dict]:
-    """A test set from a JSONL file or a hub dataset, as task rows {id, question, answer, solution}.
+def load_dataset_rows(source: DatasetSource, field: str, limit: int | None = None, shuffle_seed: int | None = None,
+                      id_prefix: str = "q") -> list[dict]:
+    """Task rows {id, question, answer, solution (+ level, subject)} from a JSONL file or a hub dataset.
 
-    Rows without a question or an answer are skipped (and counted in the log); a missing field is an error
-    naming the field and the file."""
+    `field` names the parameter (e.g. task.train) in errors. Rows without a question or an answer are skipped
+    and counted in the log; a missing field is an error naming the field and the file. With `shuffle_seed`, the
+    rows are shuffled before the first `limit` are taken (a training subset that is not one subject's)."""
     from datasets import load_dataset
 
     try:
-        if is_local_path(config.path):
-            dataset = load_dataset("json", data_files=str(Path(config.path).expanduser()), split="train")
+        if is_local_path(source.path):
+            dataset = load_dataset("json", data_files=str(Path(source.path).expanduser()), split="train")
         else:
-            dataset = load_dataset(config.path, config.subset, split=config.split)
+            dataset = load_dataset(source.path, source.subset, split=source.split)
     except Exception as e:  # datasets raises many kinds of errors for unreadable files and unknown ids
-        raise ConfigError(f"eval.second_set.path: cannot load {config.path} ({type(e).__name__}: {str(e)[:120]})") from None
-    for field in (config.question_field, config.answer_field):
-        if field not in dataset.column_names:
-            raise ConfigError(f"eval.second_set: {config.path} has no field {field!r} (fields: {dataset.column_names})")
+        raise ConfigError(f"{field}.path: cannot load {source.path} ({type(e).__name__}: {str(e)[:120]})") from None
+    for name in (source.question_field, source.answer_field, source.solution_field):
+        if name is not None and name not in dataset.column_names:
+            raise ConfigError(f"{field}: {source.path} has no field {name!r} (fields: {dataset.column_names})")
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(seed=shuffle_seed)
     rows, skipped = [], 0
     for index, record in enumerate(dataset):
-        question, answer = record[config.question_field], record[config.answer_field]
+        question, answer = record[source.question_field], record[source.answer_field]
         if not question or not answer:
             skipped += 1
             continue
-        solution = _CALCULATOR.sub("", str(answer)).strip()
-        final = reference_answer(solution)
-        rows.append({"id": f"{config.name}-{index:05d}", "question": str(question), "answer": final,
-                     "solution": solution if solution != final else ""})
-        if config.num_questions and len(rows) == config.num_questions:
+        answer_text = _CALCULATOR.sub("", str(answer)).strip()
+        final = reference_answer(answer_text)
+        solution = _CALCULATOR.sub("", str(record[source.solution_field] or "")).strip() if source.solution_field \
+            else (answer_text if answer_text != final else "")
+        groups = {name: str(record[name]) for name in ("level", "subject") if record.get(name) is not None}
+        rows.append({"id": f"{id_prefix}-{index:05d}", "question": str(question), "answer": final,
+                     "solution": solution, **groups})
+        if limit and len(rows) == limit:
             break
     if skipped:
-        logger.warning("%s: skipped %d rows without a question or an answer", config.path, skipped)
+        logger.warning("%s: skipped %d rows without a question or an answer", source.path, skipped)
     return rows
+
+
+def load_eval_set(config: EvalSetConfig) -> list[dict]:
+    """The second test set's rows: the first `num_questions`, in order."""
+    return load_dataset_rows(config, "eval.second_set", config.num_questions, id_prefix=config.name)
+
+
+def dataset_task(config: TaskConfig, seed: int) -> dict[str, list[dict]]:
+    """train/test/seed splits of a `dataset` task. The seed set is the first `seed_size` training rows that carry a
+    reference solution (the baseline trains on them)."""
+    train = load_dataset_rows(config.train, "task.train", config.num_train, shuffle_seed=seed, id_prefix="train")
+    test = load_dataset_rows(config.test, "task.test", config.num_test, id_prefix="test")
+    if not train or not test:
+        raise ConfigError(f"task.{'train' if not train else 'test'}: no rows with a question and an answer")
+    seed_rows = [r for r in train if r["solution"]][: config.seed_size]
+    if len(seed_rows) < config.seed_size:
+        raise ConfigError(
+            f"task.seed_size: {config.seed_size} asked, but only {len(seed_rows)} training rows of {config.train.path} "
+            "carry a worked solution (set task.train.solution_field, or seed_size: 0 and train.baseline: false)"
+        )
+    return {"train": train, "test": test, "seed": seed_rows}
 
 
 def read_system_prompt(config: TaskConfig) -> str | None:

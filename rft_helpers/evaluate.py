@@ -1,4 +1,4 @@
-"""04_evaluate: greedy pass@1 on the test split, plus the estimators for sampled evaluation."""
+"""04_evaluate: greedy pass@1 on the test split; maj@k and unbiased pass@k from k sampled answers per question."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections import Counter
 from math import comb
 
 from .data import build_prompt
-from .rewards import extract_answer, is_equivalent
+from .rewards import are_equivalent, extract_answer
 from .sampling import SamplingEngine, SamplingParams, encode_chat
 
 
@@ -17,15 +17,45 @@ def greedy_predictions(
     prompts = [build_prompt(r["question"], system_prompt) for r in rows]
     params = SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens)
     outputs = engine.generate(prompts, params, progress=progress)
+    extracted = [extract_answer(completion.text) for (completion,) in outputs]
+    verdicts = are_equivalent(extracted, [row["answer"] for row in rows])
+    return [
+        {"id": row["id"], "question": row["question"], "answer": row["answer"], "completion": completion.text,
+         "extracted_answer": answer, "correct": correct, **{field: row[field] for field in GROUP_FIELDS if field in row}}
+        for row, (completion,), answer, correct in zip(rows, outputs, extracted, verdicts)
+    ]
+
+
+def sampled_predictions(
+    engine: SamplingEngine, rows: list[dict], system_prompt: str | None, params: SamplingParams, progress: bool = False
+) -> list[dict]:
+    """`params.n` sampled answers per question: each extracted answer, whether it is right, and the majority's."""
+    prompts = [build_prompt(r["question"], system_prompt) for r in rows]
+    outputs = engine.generate(prompts, params, progress=progress)
+    answers = [[extract_answer(c.text) for c in completions] for completions in outputs]
+    flat = are_equivalent([a for row in answers for a in row], [r["answer"] for r in rows for _ in range(params.n)])
     preds = []
-    for row, (completion,) in zip(rows, outputs):
-        extracted = extract_answer(completion.text)
+    for index, (row, row_answers) in enumerate(zip(rows, answers)):
+        correct = flat[index * params.n : (index + 1) * params.n]
+        majority = majority_vote(row_answers)
         preds.append({
-            "id": row["id"], "question": row["question"], "answer": row["answer"], "completion": completion.text,
-            "extracted_answer": extracted, "correct": is_equivalent(extracted, row["answer"]),
+            "id": row["id"], "answer": row["answer"], "answers": row_answers, "correct": correct,
+            "majority": majority, "majority_correct": any(c for a, c in zip(row_answers, correct) if a == majority),
             **{field: row[field] for field in GROUP_FIELDS if field in row},
         })
     return preds
+
+
+def sampled_summary(predictions: list[dict]) -> dict:
+    """maj@k and unbiased pass@j for j = 1, 2, 4, ... up to k, over the questions."""
+    if not predictions:
+        return {}
+    k = len(predictions[0]["correct"])
+    ks = sorted({2**i for i in range(k.bit_length()) if 2**i <= k} | {k})
+    summary = {f"maj@{k}": sum(p["majority_correct"] for p in predictions) / len(predictions)}
+    for j in ks:
+        summary[f"pass@{j}"] = sum(pass_at_k(k, sum(p["correct"]), j) for p in predictions) / len(predictions)
+    return summary
 
 
 GROUP_FIELDS = ("kind", "level", "subject")  # per-group accuracy when test rows carry them (MATH: level, subject)

@@ -103,6 +103,7 @@ def run_summary(run: Run) -> pd.DataFrame:
             "questions_solved": m.get("filter", {}).get("questions_solved"),
             "train_steps": m.get("train", {}).get("steps"),
             "seconds": round(sum(m.get("timing_s", {}).values()), 1),
+            **{key: value for key, value in m["eval"].items() if key.startswith(("maj@", "pass@"))},
         })
     return pd.DataFrame(rows)
 
@@ -113,6 +114,8 @@ def plot_accuracy(summary: pd.DataFrame, ax=None):
 
     ax = ax or plt.subplots(figsize=(6, 3.5))[1]
     ax.plot(summary["iteration"], summary["accuracy"], marker="o", label="RFT")
+    for column in [c for c in summary.columns if c.startswith("maj@") or (c.startswith("pass@") and c != "pass@1")]:
+        ax.plot(summary["iteration"], summary[column], marker=".", linestyle=":", label=f"RFT {column} (sampled)")
     if summary["baseline_accuracy"].notna().any():
         ax.plot(summary["iteration"], summary["baseline_accuracy"], marker="s", linestyle="--",
                 label="baseline: SFT on seed set, same steps")

@@ -8,7 +8,7 @@ import time
 
 from .config import EvalConfig, EvalSetConfig, FilterConfig, SampleConfig, TrainConfig
 from .data import build_prompt, load_split, seed_examples
-from .evaluate import accuracy_summary, greedy_predictions, solution_loss
+from .evaluate import accuracy_summary, greedy_predictions, sampled_predictions, sampled_summary, solution_loss
 from .filters import apply_filters, build_train_set, filter_summary, score_samples
 from .io import read_jsonl, write_jsonl
 from .models import load_model, load_tokenizer
@@ -112,6 +112,12 @@ def evaluate_stage(run: Run, iteration: int, config: EvalConfig, progress: bool 
         summary = accuracy_summary(predictions) | {"model": path, "seconds": round(time.perf_counter() - start, 2)}
         prefix = "" if section == "eval" else "baseline_"
         write_jsonl(run.iter_dir(iteration) / f"{prefix}predictions.jsonl", predictions)
+        if config.samples:
+            params = SamplingParams(n=config.samples, temperature=config.temperature, top_p=config.top_p,
+                                    max_new_tokens=config.max_new_tokens, seed=run.iteration_seed(iteration))
+            sampled = sampled_predictions(engine, test, run.system_prompt, params, progress=progress)
+            write_jsonl(run.iter_dir(iteration) / f"{prefix}sampled_predictions.jsonl", sampled)
+            summary |= sampled_summary(sampled) | {"seconds": round(time.perf_counter() - start, 2)}
         results[section] = run.update_metrics(iteration, section, summary)[section]
         if check_second:
             key = f"{section}_{second.name}"

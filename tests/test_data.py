@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from rft_helpers.config import EvalSetConfig, TaskConfig
-from rft_helpers.data import build_prompt, generate_task, load_eval_set, seed_examples, write_task
+from rft_helpers.config import DatasetSource, EvalSetConfig, TaskConfig
+from rft_helpers.data import build_prompt, dataset_task, generate_task, load_eval_set, seed_examples, write_task
 from rft_helpers.exceptions import ConfigError
 from rft_helpers.io import read_jsonl, write_jsonl
 from rft_helpers.rewards import extract_answer
@@ -98,3 +98,27 @@ def test_second_sets_load_from_local_files_with_their_reference_answers(tmp_path
         load_eval_set(EvalSetConfig(name="mine", path=str(messy)))
     with pytest.raises(ConfigError, match="eval.second_set.path: cannot load"):
         load_eval_set(EvalSetConfig(path=str(tmp_path / "nothing.jsonl")))
+
+
+def test_dataset_tasks_from_gsm8k_and_math_files():
+    gsm8k = TaskConfig(name="dataset", num_train=40, num_test=10, seed_size=8,
+                       train=DatasetSource(path=str(SHARED / "gsm8k" / "train.jsonl")),
+                       test=DatasetSource(path=str(SHARED / "gsm8k" / "test.jsonl")))
+    splits = dataset_task(gsm8k, seed=0)
+    assert [len(splits[s]) for s in ("train", "test", "seed")] == [40, 10, 8]
+    assert splits["test"][0]["answer"] == "18"  # test: the first rows, in order; train: a seeded shuffle
+    assert dataset_task(gsm8k, seed=0)["train"] == splits["train"] != dataset_task(gsm8k, seed=1)["train"]
+    assert all("<<" not in r["solution"] and r["solution"].endswith(f"#### {r['answer']}") for r in splits["seed"])
+    assert len({r["id"] for r in splits["train"]}) == 40
+
+    math = TaskConfig(name="dataset", num_train=7500, num_test=500, seed_size=0,
+                      train=DatasetSource(path=str(SHARED / "math" / "train.jsonl"), question_field="problem"),
+                      test=DatasetSource(path=str(SHARED / "math" / "test500.jsonl"), question_field="problem",
+                                         solution_field="solution"))
+    splits = dataset_task(math, seed=0)
+    assert len(splits["train"]) == 7498 and len(splits["test"]) == 500  # two training rows have no answer
+    assert {"level", "subject"} <= set(splits["test"][0]) and splits["test"][0]["solution"]
+    with pytest.raises(ConfigError, match=r"task.seed_size: 4 asked, but only 0 training rows .* carry a worked"):
+        dataset_task(math.model_copy(update={"seed_size": 4}), seed=0)
+    with pytest.raises(ValueError, match="task.name dataset needs task.train and task.test"):
+        TaskConfig(name="dataset")

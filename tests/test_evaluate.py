@@ -1,6 +1,6 @@
 import pytest
 
-from rft_helpers.evaluate import accuracy_summary, majority_vote, pass_at_k
+from rft_helpers.evaluate import accuracy_summary, majority_vote, pass_at_k, sampled_summary
 
 
 def test_pass_at_k_unbiased_estimator():
@@ -77,3 +77,36 @@ def test_solution_loss_is_the_mean_token_loss_of_the_solutions(tiny_model_dir):
         total += torch.nn.functional.cross_entropy(logits[start - 1 : -1], torch.tensor(ids[start:]), reduction="sum").item()
         count += len(ids) - start
     assert abs(solution_loss(model, tokenizer, rows, None, batch_size=2) - total / count) < 1e-4
+
+
+def test_sampled_summary_gives_maj_at_k_and_pass_at_k():
+    predictions = [
+        {"correct": [True, False, False, False], "majority_correct": False},  # one right answer, outvoted
+        {"correct": [True, True, True, False], "majority_correct": True},
+        {"correct": [False] * 4, "majority_correct": False},
+    ]
+    summary = sampled_summary(predictions)
+    assert set(summary) == {"maj@4", "pass@1", "pass@2", "pass@4"}
+    assert summary["maj@4"] == pytest.approx(1 / 3)
+    assert summary["pass@1"] == pytest.approx((0.25 + 0.75 + 0) / 3)
+    assert summary["pass@4"] == pytest.approx(2 / 3)
+    assert summary["pass@2"] == pytest.approx((pass_at_k(4, 1, 2) + pass_at_k(4, 3, 2)) / 3)
+
+
+def test_evaluate_stage_samples_for_maj_and_pass_at_k(smoke_config, tmp_path):
+    from rft_helpers.io import read_jsonl
+    from rft_helpers.run import Run
+    from rft_helpers.stages import evaluate_stage
+
+    config = smoke_config.model_copy(deep=True)
+    config.eval.num_questions, config.eval.samples, config.eval.temperature = 6, 4, 1.0
+    run = Run.create(config, tmp_path / "run")
+    evaluate_stage(run, 0, run.config.eval, progress=False)
+    metrics = run.metrics(0)["eval"]
+    sampled = read_jsonl(run.iter_dir(0) / "sampled_predictions.jsonl")
+    assert len(sampled) == 6 and all(len(p["answers"]) == len(p["correct"]) == 4 for p in sampled)
+    assert metrics["pass@1"] == pytest.approx(sum(sum(p["correct"]) for p in sampled) / 24)
+    assert metrics["pass@1"] <= metrics["pass@2"] <= metrics["pass@4"] and 0 <= metrics["maj@4"] <= metrics["pass@4"]
+    for p in sampled:  # the majority is the most common extracted answer, right when any sample with it is right
+        if p["majority"] is not None:
+            assert p["answers"].count(p["majority"]) == max(p["answers"].count(a) for a in p["answers"] if a)

@@ -18,7 +18,7 @@ PARAMS = {
     "01_sample": "engine num_questions n temperature top_p max_new_tokens batch_size",
     "02_filter": "reward min_reward dedupe max_per_question prefer_shorter",
     "03_train": "init learning_rate num_epochs max_steps batch_size mix_seed baseline bf16 gradient_checkpointing",
-    "04_evaluate": "engine num_questions max_new_tokens batch_size second_set",
+    "04_evaluate": "engine num_questions max_new_tokens batch_size samples temperature top_p second_set",
     "05_report": "",
 }
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib
 from typing import Callable
 
-from .outcome import completion_text, exact_answer, extract_answer, is_equivalent
+from .equivalence import are_equivalent, is_equivalent
+from .outcome import completion_text, exact_answer, extract_answer
 
 RewardFn = Callable[..., list]
 REWARDS: dict[str, RewardFn] = {"exact_answer": exact_answer}
@@ -24,4 +25,4 @@ def get_reward(name: str) -> RewardFn:
     raise ValueError(f"filter.reward: unknown reward {name!r}; use one of {sorted(REWARDS)} or a dotted path")
 
 
-__all__ = ["REWARDS", "RewardFn", "completion_text", "exact_answer", "extract_answer", "get_reward", "is_equivalent"]
+__all__ = ["REWARDS", "are_equivalent", "RewardFn", "completion_text", "exact_answer", "extract_answer", "get_reward", "is_equivalent"]

@@ -8,15 +8,14 @@ list of chat messages and None means "cannot judge" (e.g. no reference answer).
 from __future__ import annotations
 
 import re
-from fractions import Fraction
+
+from .equivalence import are_equivalent
 
 _ANSWER_PATTERNS = [
     re.compile(r"####\s*([^\n]+)"),
     re.compile(r"[Aa]nswer(?: is)?\s*[:=]?\s*([^\n]+)"),
 ]
 _ANY_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
-_NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)(/\d+)?$")
-_THOUSANDS = re.compile(r"^[-+]?\d{1,3}(,\d{3})+(\.\d*)?$")  # 1,234 but not 1,5
 
 
 def completion_text(completion: str | list[dict]) -> str:
@@ -63,35 +62,19 @@ def extract_answer(text: str) -> str | None:
     return numbers[-1].rstrip(",").replace(",", "") if numbers else None
 
 
-def _as_number(text: str) -> Fraction | None:
-    cleaned = text.replace("$", "").strip()
-    if _THOUSANDS.match(cleaned):
-        cleaned = cleaned.replace(",", "")
-    if not _NUMBER.match(cleaned):
-        return None
-    try:
-        return Fraction(cleaned)
-    except (ValueError, ZeroDivisionError):
-        return None
-
-
-def is_equivalent(prediction: str | None, reference: str | None) -> bool:
-    """Numbers compare by value (`14` == `14.0` == `28/2`); anything else by whitespace-normalised text."""
-    if prediction is None or reference is None:
-        return False
-    a, b = _as_number(prediction), _as_number(reference)
-    if a is not None and b is not None:
-        return a == b
-    return " ".join(prediction.split()) == " ".join(reference.split())
-
-
 def exact_answer(completions: list, answer: list, **kwargs) -> list[float | None]:
-    """1.0 when the extracted final answer equals the reference, 0.0 otherwise, None without a reference.
+    """1.0 when the extracted final answer is mathematically equal to the reference (math-verify, bounded in time),
+    0.0 otherwise, None without a reference.
 
     >>> exact_answer(["2+2=4\\nAnswer: 4", "Answer: 5"], answer=["4", "4"])
     [1.0, 0.0]
     """
-    return [
-        None if ref is None or str(ref).strip() == "" else float(is_equivalent(extract_answer(completion_text(c)), str(ref)))
-        for c, ref in zip(completions, answer, strict=True)
-    ]
+    judged = [i for i, ref in enumerate(answer) if ref is not None and str(ref).strip()]
+    if len(completions) != len(answer):
+        raise ValueError(f"{len(completions)} completions for {len(answer)} answers")
+    verdicts = are_equivalent([extract_answer(completion_text(completions[i])) for i in judged],
+                              [str(answer[i]) for i in judged])
+    scores: list[float | None] = [None] * len(completions)
+    for i, verdict in zip(judged, verdicts):
+        scores[i] = float(verdict)
+    return scores

@@ -1,0 +1,60 @@
+"""The answer checker: math-verify's equivalences, exact numbers, and a hard time bound on hostile outputs."""
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from rft_helpers.rewards import are_equivalent, extract_answer, is_equivalent
+
+EQUIVALENT = [
+    ("0.5", r"\frac{1}{2}"), ("1/2", r"\frac{1}{2}"), (r"\frac12", r"\dfrac{1}{2}"), ("x=3", "3"),
+    (r"\{2,1\}", r"\{1,2\}"), ("2, 1", "1, 2"), ("0.5", r"50\%"), ("10", r"10\text{ cm}"),
+    (r"(3,\pi/2)", r"\left( 3, \frac{\pi}{2} \right)"), ("[1, 2)", "[1,2)"), ("1+x^2", "x^2+1"),
+    (r"\sqrt{72}", r"6\sqrt{2}"), ("1,234", "1234"), ("14.0", "14"), ("28/2", "14"), ("C", r"\text{(C)}"),
+]
+NOT_EQUIVALENT = [
+    ("3", "2"), (r"\frac{1}{3}", r"\frac{1}{2}"), ("x=4", "3"), (r"\{1,3\}", r"\{1,2\}"), ("(1, 2)", "[1,2)"),
+    ("1,5", "15"), ("x^2-1", "x^2+1"), ("", "1"), (None, "1"), ("1", None),
+]
+
+
+@pytest.mark.parametrize("prediction, reference", EQUIVALENT)
+def test_equivalent_forms(prediction, reference):
+    assert is_equivalent(prediction, reference)
+
+
+@pytest.mark.parametrize("prediction, reference", NOT_EQUIVALENT)
+def test_different_answers(prediction, reference):
+    assert not is_equivalent(prediction, reference)
+
+
+def test_batch_matches_single_checks_and_threads_share_the_pool():
+    predictions, references = zip(*(EQUIVALENT + NOT_EQUIVALENT))
+    expected = [True] * len(EQUIVALENT) + [False] * len(NOT_EQUIVALENT)
+    assert are_equivalent(list(predictions), list(references)) == expected
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda pair: is_equivalent(*pair), EQUIVALENT[:8]))
+    assert results == [True] * 8
+
+
+HOSTILE = {
+    "100 KB of digits": "9" * 100_000,
+    "100 KB of prose": "The answer is " + "x" * 100_000,
+    "deeply nested fractions": "\\frac{" * 120 + "1" + "}{2}" * 120,
+    "deeply nested roots": "\\sqrt{" * 150 + "2" + "}" * 150,
+    "unbalanced braces": "\\frac{1}{2" + "{" * 200,
+    "power tower": "2^{2^{2^{2^{2^{99}}}}}",
+    "factorial of a huge number": "(10^{10^{10}})!",
+    "nested huge powers": "9^{9^{9^{9}}}",
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_outputs_are_wrong_within_a_second(name):
+    text = HOSTILE[name]
+    for prediction, reference in [(extract_answer(text) or text, "7"), (text, "7"), ("7", text)]:
+        start = time.perf_counter()
+        assert not is_equivalent(prediction, reference)
+        assert time.perf_counter() - start < 1.0, name
+    assert is_equivalent("0.5", r"\frac{1}{2}")  # a killed worker was replaced
