@@ -46,6 +46,8 @@ test-fast: setup
 
 bench: setup setup-vllm
 	$(BIN)/python bench/demo_iteration.py
+	$(BIN)/python bench/sampling.py
+	$(BIN)/python bench/answer_checker.py
 	$(BIN)/python bench/real_model_sampling.py
 
 clean:
