@@ -58,3 +58,14 @@ def test_hostile_outputs_are_wrong_within_a_second(name):
         assert not is_equivalent(prediction, reference)
         assert time.perf_counter() - start < 1.0, name
     assert is_equivalent("0.5", r"\frac{1}{2}")  # a killed worker was replaced
+
+
+def test_a_worker_that_cannot_start_is_an_error_not_a_wrong_answer(monkeypatch):
+    import sys
+
+    from rft_helpers.rewards.equivalence import _Worker
+
+    monkeypatch.setattr(_Worker, "command", [sys.executable, "-c", "raise SystemExit(3)"])
+    worker = _Worker()
+    with pytest.raises(RuntimeError, match="worker did not start .*exit code 3"):
+        worker.check("x^2", "x^2+0", 0.4)

@@ -91,6 +91,8 @@ def are_equivalent(predictions: list[str | None], references: list[str | None],
 class _Worker:
     """One verify_worker process; one request at a time."""
 
+    command = [sys.executable, "-m", "rft_helpers.rewards.verify_worker"]
+
     def __init__(self):
         self.process: subprocess.Popen | None = None
         self.ready = False
@@ -100,7 +102,7 @@ class _Worker:
         package_root = str(Path(__file__).resolve().parents[2])  # importable even when not pip-installed
         env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "rft_helpers.rewards.verify_worker"], stdin=subprocess.PIPE,
+            self.command, stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1, env=env,
         )
         self.ready = False
@@ -112,9 +114,10 @@ class _Worker:
     def check(self, reference: str, prediction: str, timeout_s: float) -> bool:
         if not self.ready:  # a fresh process: imports and warms up math-verify (about 0.5 s)
             self.ready = self._reply(STARTUP_TIMEOUT_S) == "ready"
-            if not self.ready:
-                self.restart()
-                return False
+            if not self.ready:  # a broken install, not a hard answer: say so rather than judge everything wrong
+                self.stop()
+                raise RuntimeError(f"the answer checker's worker did not start ({' '.join(self.command[1:])}, "
+                                   f"exit code {self.process.returncode}); is math-verify installed?")
         try:
             self.process.stdin.write(json.dumps([reference, prediction, timeout_s]) + "\n")
             self.process.stdin.flush()
