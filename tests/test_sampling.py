@@ -89,9 +89,9 @@ def test_grouped_eager_attention_equals_eager_with_padding_and_cache():
     for attention in ("eager", "grouped_eager"):
         model.set_attn_implementation(attention)
         with torch.no_grad():
-            first = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=True)
+            first = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=True, output_attentions=True)
             step = model(input_ids=input_ids[:, :1], attention_mask=torch.cat([attention_mask, attention_mask[:, :1]], 1),
                          past_key_values=first.past_key_values)
-        outputs[attention] = (first.logits, step.logits)
+        outputs[attention] = (first.logits, step.logits, *first.attentions)  # weights too, in eager's shapes
     for eager, grouped in zip(outputs["eager"], outputs["grouped_eager"]):
         torch.testing.assert_close(grouped, eager, rtol=1e-5, atol=1e-5)

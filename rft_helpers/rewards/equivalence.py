@@ -28,6 +28,8 @@ from pathlib import Path
 
 DEFAULT_TIMEOUT_S = 0.4  # inside the worker; the hard kill comes HARD_KILL_MARGIN_S later
 HARD_KILL_MARGIN_S = 0.15
+STARTUP_TIMEOUT_S = 60.0
+WORKERS = 3  # a killed worker takes ~0.5 s to restart: with three, the next check finds a warm one
 MAX_ANSWER_CHARS = 1_000  # a final answer longer than this is not an answer (and not worth a sympy parse)
 
 _NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)(/\d+)?$")
@@ -140,8 +142,6 @@ class _Worker:
             self.process.wait()
 
 
-STARTUP_TIMEOUT_S = 60.0
-WORKERS = 3  # a killed worker takes ~0.5 s to restart: with three, the next check finds a warm one
 _IDLE: queue.Queue | None = None
 _START_LOCK = threading.Lock()
 

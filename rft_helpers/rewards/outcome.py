@@ -69,9 +69,9 @@ def exact_answer(completions: list, answer: list, **kwargs) -> list[float | None
     >>> exact_answer(["2+2=4\\nAnswer: 4", "Answer: 5"], answer=["4", "4"])
     [1.0, 0.0]
     """
-    judged = [i for i, ref in enumerate(answer) if ref is not None and str(ref).strip()]
     if len(completions) != len(answer):
         raise ValueError(f"{len(completions)} completions for {len(answer)} answers")
+    judged = [i for i, ref in enumerate(answer) if ref is not None and str(ref).strip()]
     verdicts = are_equivalent([extract_answer(completion_text(completions[i])) for i in judged],
                               [str(answer[i]) for i in judged])
     scores: list[float | None] = [None] * len(completions)

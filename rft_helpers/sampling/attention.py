@@ -31,7 +31,7 @@ def grouped_eager_attention(module, query, key, value, attention_mask, scaling, 
         weights = (weights.view(batch, kv_heads, groups, q_len, -1) + mask).view(batch, kv_heads, groups * q_len, -1)
     weights = torch.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
     output = torch.matmul(weights, value).view(batch, heads, q_len, dim)
-    return output.transpose(1, 2).contiguous(), weights
+    return output.transpose(1, 2).contiguous(), weights.view(batch, heads, q_len, -1)  # eager's shapes
 
 
 def cpu_attention(config) -> str:

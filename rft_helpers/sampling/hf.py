@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import torch
 from tqdm.auto import tqdm
-
 from transformers import LogitsProcessor, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
 from .attention import cpu_attention
