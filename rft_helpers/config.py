@@ -7,8 +7,9 @@ files a config names, before any stage runs.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -111,10 +112,19 @@ class SampleConfig(_Strict):
     engine: Literal["transformers", "vllm"] = Field("transformers", description="sampling engine (vllm: see `vllm:`)")
     num_questions: int | None = Field(None, gt=0, description="questions sampled per iteration (None: all of train)")
     n: int = Field(8, gt=0, description="completions per question")
-    temperature: float = Field(1.0, ge=0.0, description="0 means greedy")
+    temperature: Annotated[float, Field(ge=0.0)] | Literal["auto"] = Field(
+        1.0, description="0 means greedy; auto: chosen each iteration by B-STaR's balance score (see auto_*)"
+    )
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus sampling mass")
     max_new_tokens: int = Field(64, gt=0, description="longest completion, in tokens")
     batch_size: int = Field(64, gt=0, description="prompts per generate call (each expands to n sequences)")
+    auto_temperatures: list[Annotated[float, Field(gt=0.0)]] = Field(
+        [0.3, 0.5, 0.7, 0.9, 1.1], min_length=1, description="temperature auto: the candidates tried"
+    )
+    auto_questions: int = Field(32, gt=0, description="temperature auto: training questions each candidate samples")
+    auto_target_correct: int = Field(
+        4, gt=0, description="temperature auto: distinct correct samples per question that count as fully explored"
+    )
 
 
 class VLLMConfig(_Strict):
@@ -136,13 +146,48 @@ class FilterConfig(_Strict):
     dedupe: bool = Field(True, description="drop repeated solutions to the same question")
     max_per_question: int | None = Field(4, gt=0, description="keep at most this many samples per question")
     prefer_shorter: bool = Field(False, description="under max_per_question, keep a question's shortest samples first")
+    near_duplicate: float | None = Field(
+        None, gt=0, le=1, description="drop a sample whose word 3-grams overlap a kept one's by this Jaccard share or more"
+    )
+    drop_too_easy: bool = Field(False, description="drop questions whose samples are all correct: nothing left to learn")
+    max_completion_tokens: int | None = Field(None, gt=0, description="drop longer completions (None: no limit)")
+    drop_truncated: bool = Field(False, description="drop completions cut off at sample.max_new_tokens")
+    pairs_per_question: int = Field(2, gt=0, description="DPO pairs per question: a kept sample against a wrong one")
+    script: str | None = Field(
+        None, description="language check by writing system: drop samples whose letters are under 95% of this "
+                          "Unicode script (LATIN, CYRILLIC, GREEK, CJK, ARABIC, ...), e.g. a reply that drifts into Chinese"
+    )
 
 
 # -------------------------------------------------------------------------------------------- training
-class TrainConfig(_Strict):
-    """03_train: supervised fine-tuning (completion-only loss) on the kept samples."""
+class LoraSettings(_Strict):
+    """LoRA adapters (PEFT) instead of full fine-tuning: far less optimizer memory, small checkpoints."""
 
-    init: Literal["previous", "base"] = Field("previous", description="start from the last checkpoint or the warm-up model")
+    r: int = Field(16, gt=0, description="adapter rank")
+    alpha: int = Field(32, gt=0, description="scaling numerator (the update is scaled by alpha / r)")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the adapter input")
+    target_modules: str | list[str] = Field("all-linear", description="layers that get adapters (PEFT names)")
+    merge: bool = Field(
+        True, description="save the merged model (the adapter is kept in checkpoint/adapter); False: save the adapter "
+                          "only, which the next iteration trains on and vLLM serves over the base model"
+    )
+
+
+class TrainConfig(_Strict):
+    """03_train: SFT on the kept samples (completion-only loss), DPO on pairs of them, or on-policy GRPO."""
+
+    algorithm: Literal["sft", "dpo", "grpo"] = Field(
+        "sft", description="sft: the kept samples; dpo: right/wrong pairs (filter.pairs_per_question); grpo: on-policy, "
+                           "sampling as it trains with sample.n/temperature/max_new_tokens and filter.reward"
+    )
+    beta: float = Field(0.1, ge=0, description="dpo: strength of the pull toward the starting model; grpo: KL weight")
+
+    init: Literal["previous", "base", "resume"] = Field(
+        "previous", description="start from the last checkpoint, the warm-up model, or the last checkpoint with its "
+                                "optimizer, scheduler and step count (saved beside it: about 2x the weights' size)"
+    )
+    method: Literal["full", "lora"] = Field("full", description="fine-tune every weight, or LoRA adapters (see lora)")
+    lora: LoraSettings = Field(default_factory=LoraSettings, description="used when method is lora")
     learning_rate: float = Field(5e-4, gt=0, description="peak learning rate (linear decay)")
     num_epochs: float = Field(1.0, gt=0, description="passes over the kept samples")
     max_steps: int | None = Field(None, gt=0, description="cap on optimizer steps (None: set by num_epochs)")
@@ -153,6 +198,14 @@ class TrainConfig(_Strict):
     gradient_checkpointing: bool = Field(
         False, description="recompute activations in the backward pass: less memory (big models), ~1.7x slower steps"
     )
+
+
+    @model_validator(mode="after")
+    def _resume_needs_the_trained_weights(self) -> "TrainConfig":
+        if self.init == "resume" and self.method == "lora" and self.lora.merge:
+            raise ValueError("init resume with method lora needs lora.merge false: the optimizer state belongs to "
+                             "the adapter, not to merged weights")
+        return self
 
 
 class WarmupConfig(_Strict):
@@ -191,8 +244,15 @@ class EvalConfig(_Strict):
 
 
 # ----------------------------------------------------------------------------------------------- run
+SCHEDULED_SECTIONS = ("sample", "filter", "train")
+
+
 class RunConfig(_Strict):
-    """A whole run: `iterations` rounds of sample -> filter -> train -> evaluate after an evaluated iteration 0."""
+    """A whole run: `iterations` rounds of sample -> filter -> train -> evaluate after an evaluated iteration 0.
+
+    Any sample, filter or train parameter may be a list: one value per iteration (`temperature: [0.5, 0.7, 0.9]`).
+    Lists move to `schedules` and the section keeps the first value; `at_iteration(i)` gives the config of
+    iteration i. A list shorter than the run holds its last value, so `--set iterations=5` extends a recipe."""
 
     run_name: str = Field("demo", pattern=r"^[A-Za-z0-9._-]+$", description="names the output folder")
     seed: int = Field(0, description="seeds data generation, model init, sampling and training")
@@ -206,21 +266,83 @@ class RunConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     vllm: VLLMConfig = Field(default_factory=VLLMConfig)
+    schedules: dict[str, list[Any]] = Field(
+        default_factory=dict, description="per-iteration values by dotted key (lists in the sections land here)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lists_are_schedules(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data, schedules = dict(data), dict(data.get("schedules") or {})
+        for section in SCHEDULED_SECTIONS:
+            if not isinstance(data.get(section), dict):
+                continue
+            values = data[section] = dict(data[section])
+            for key, value in values.items():
+                if isinstance(value, list) and not key.startswith("auto_"):  # auto_temperatures is a list itself
+                    if not value:
+                        raise ValueError(f"{section}.{key}: an empty list; give one value per iteration")
+                    schedules[f"{section}.{key}"], values[key] = value, value[0]
+        return data | {"schedules": schedules}
+
+    @model_validator(mode="after")
+    def _schedules_are_valid(self) -> "RunConfig":
+        for key, values in self.schedules.items():
+            section, _, field = key.partition(".")
+            if section not in SCHEDULED_SECTIONS or field not in type(getattr(self, section)).model_fields:
+                raise ValueError(f"schedules: {key}: not a parameter of {', '.join(SCHEDULED_SECTIONS)}")
+            if not values:
+                raise ValueError(f"{key}: an empty list; give one value per iteration")
+            for i, value in enumerate(values):
+                try:
+                    type(getattr(self, section)).model_validate(getattr(self, section).model_dump() | {field: value})
+                except ValidationError as e:
+                    raise ValueError(f"{key}[{i}] (iteration {i + 1}): {e.errors()[0]['msg']} (got {value!r})") from None
+        return self
+
+    def at_iteration(self, iteration: int) -> "RunConfig":
+        """This config with every schedule at its value for `iteration` (iteration 0 takes the first value)."""
+        config = self.model_copy(deep=True)
+        for key, values in self.schedules.items():
+            section, _, field = key.partition(".")
+            setattr(getattr(config, section), field, values[min(max(iteration, 1), len(values)) - 1])
+        return config
+
+    def schedule_values(self, iteration: int, section: str) -> dict[str, Any]:
+        """The scheduled parameters of `section` at `iteration`, for metrics.json."""
+        resolved = self.at_iteration(iteration)
+        return {key: getattr(getattr(resolved, section), key.partition(".")[2])
+                for key in self.schedules if key.startswith(f"{section}.")}
 
     def resolved_output_dir(self) -> Path:
         return Path(self.output_dir) if self.output_dir else Path("outputs") / self.run_name
 
 
 # ------------------------------------------------------------------------------------- loading + checks
+_UNION_MEMBER = re.compile(r"^(constrained-)?(float|int|str|bool)$|^(literal|list|dict)\[")
+
+
+def _field_path(loc: tuple) -> list[str]:
+    """The field names of an error location, without the union member pydantic appends (temperature.float)."""
+    return [str(p) for p in loc if not _UNION_MEMBER.match(str(p))]
+
+
 def _format_error(source: str, err: ValidationError) -> str:
-    first = err.errors()[0]
-    field = ".".join(str(p) for p in first["loc"]) or "<root>"
-    msg = first["msg"]
+    errors = err.errors()
+    first = errors[0]
+    loc = _field_path(first["loc"])
+    msg = first["msg"].removeprefix("Value error, ")
+    if not loc:  # a check on the whole config: its message names the fields
+        return f"{source}: {msg}"
+    field = ".".join(loc)
     if first["type"] == "extra_forbidden":
         msg = "unknown key (see rft_helpers/config.py for the valid ones)"
     elif "input" in first and not isinstance(first["input"], (dict, list)):
         msg = f"{msg} (got {first['input']!r})"
-    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    fields = {tuple(_field_path(e["loc"])) for e in errors}  # a union's members fail together: one field
+    more = f" (+{len(fields) - 1} more)" if len(fields) > 1 else ""
     return f"{source}: {field}: {msg}{more}"
 
 

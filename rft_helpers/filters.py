@@ -1,11 +1,13 @@
 """02_filter: score samples with a reward, then keep the good ones. Pure functions over lists of rows.
 
 Every row gets `rewards` (name -> score), `extracted_answer`, `kept` and `reject_reason` (None when kept), so a
-reader can see why each sample was dropped: no_reward, low_reward, duplicate, max_per_question.
+reader can see why each sample was dropped. The checks run in this order and the first that applies is recorded:
+no_reward, low_reward, too_long, truncated, wrong_script, too_easy, duplicate, near_duplicate, max_per_question.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections import Counter, defaultdict
 
 from .config import FilterConfig
@@ -29,32 +31,73 @@ def _normalise(text: str) -> str:
     return " ".join(text.split())
 
 
+def _shingles(text: str, n: int = 3) -> frozenset:
+    words = text.lower().split()
+    return frozenset(tuple(words[i:i + n]) for i in range(max(1, len(words) - n + 1)))
+
+
+def _jaccard(a: frozenset, b: frozenset) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
+def script_share(text: str, script: str) -> float:
+    """The share of letters whose Unicode name starts with `script` (LATIN, CYRILLIC, CJK, ...); 1.0 without letters."""
+    letters = [c for c in text if c.isalpha()]
+    if not letters:
+        return 1.0
+    return sum(unicodedata.name(c, "").startswith(script.upper()) for c in letters) / len(letters)
+
+
 def apply_filters(rows: list[dict], config: FilterConfig) -> list[dict]:
     """Mark each scored row kept or not, in order (shortest first within a question with `prefer_shorter`); the
     first reason that applies is recorded. Rows come back in their original order."""
     seen: dict[str, set[str]] = defaultdict(set)
+    kept_shingles: dict[str, list[frozenset]] = defaultdict(list)
     kept_per_question: Counter = Counter()
+    too_easy = _too_easy_questions(rows, config) if config.drop_too_easy else set()
     order = range(len(rows))
     if config.prefer_shorter:  # concise correct answers are cheaper to sample, train on and read
         order = sorted(order, key=lambda i: (rows[i]["id"], len(rows[i]["completion"])))
     decided: dict[int, dict] = {}
     for index in order:
-        row = rows[index]
+        row, qid = rows[index], rows[index]["id"]
+        shingles = _shingles(row["completion"]) if config.near_duplicate is not None else frozenset()
         score = row["rewards"].get(config.reward)
         reason = None
         if score is None:
             reason = "no_reward"
         elif score < config.min_reward:
             reason = "low_reward"
-        elif config.dedupe and _normalise(row["completion"]) in seen[row["id"]]:
+        elif config.max_completion_tokens is not None and row.get("completion_tokens", 0) > config.max_completion_tokens:
+            reason = "too_long"
+        elif config.drop_truncated and row.get("finish_reason") == "length":
+            reason = "truncated"
+        elif config.script is not None and script_share(row["completion"], config.script) < 0.95:
+            reason = "wrong_script"
+        elif qid in too_easy:
+            reason = "too_easy"
+        elif config.dedupe and _normalise(row["completion"]) in seen[qid]:
             reason = "duplicate"
-        elif config.max_per_question is not None and kept_per_question[row["id"]] >= config.max_per_question:
+        elif config.near_duplicate is not None and any(
+                _jaccard(shingles, other) >= config.near_duplicate for other in kept_shingles[qid]):
+            reason = "near_duplicate"
+        elif config.max_per_question is not None and kept_per_question[qid] >= config.max_per_question:
             reason = "max_per_question"
         if reason is None:
-            seen[row["id"]].add(_normalise(row["completion"]))
-            kept_per_question[row["id"]] += 1
+            seen[qid].add(_normalise(row["completion"]))
+            kept_shingles[qid].append(shingles)
+            kept_per_question[qid] += 1
         decided[index] = row | {"kept": reason is None, "reject_reason": reason}
     return [decided[i] for i in range(len(rows))]
+
+
+def _too_easy_questions(rows: list[dict], config: FilterConfig) -> set[str]:
+    """Questions whose every sample reaches min_reward: the model already solves them."""
+    passed: dict[str, list[bool]] = defaultdict(list)
+    for row in rows:
+        score = row["rewards"].get(config.reward)
+        passed[row["id"]].append(score is not None and score >= config.min_reward)
+    return {qid for qid, results in passed.items() if all(results)}
 
 
 def filter_summary(rows: list[dict], reward_name: str) -> dict:
@@ -74,6 +117,46 @@ def filter_summary(rows: list[dict], reward_name: str) -> dict:
     }
 
 
+def balance_score(rows: list[dict], config: FilterConfig, target_correct: int) -> float:
+    """B-STaR's balance score (Zeng et al. 2024) of scored samples, averaged over questions:
+    min(distinct / target_correct, 1) * distinct / selected, where `selected` are the samples the reward keeps and
+    `distinct` the different solutions among them. The first factor rewards exploration (enough different good
+    solutions), the second exploitation (few duplicates or wrong ones among the kept). 0 for unsolved questions."""
+    selected: dict[str, list[str]] = defaultdict(list)
+    questions = {r["id"] for r in rows}
+    for row in rows:
+        score = row["rewards"].get(config.reward)
+        if score is not None and score >= config.min_reward:
+            selected[row["id"]].append(_normalise(row["completion"]))
+    scores = [min(len(set(s)) / target_correct, 1.0) * len(set(s)) / len(s) for s in selected.values()]
+    return sum(scores) / len(questions) if questions else 0.0
+
+
 def build_train_set(rows: list[dict]) -> list[dict]:
     """Kept samples as training records (conversational prompt/completion)."""
     return [sft_example(r["id"], r["prompt"], r["completion"]) for r in rows if r["kept"]]
+
+
+def build_pairs(rows: list[dict], pairs_per_question: int) -> list[dict]:
+    """DPO records (conversational prompt/chosen/rejected): per question, kept samples against different wrong
+    ones (low_reward), up to `pairs_per_question` distinct pairs, each sample reused as little as possible."""
+    chosen: dict[str, list[dict]] = defaultdict(list)
+    rejected: dict[str, dict[str, dict]] = defaultdict(dict)
+    for row in rows:
+        if row["kept"]:
+            chosen[row["id"]].append(row)
+        elif row["reject_reason"] == "low_reward":
+            rejected[row["id"]].setdefault(_normalise(row["completion"]), row)
+    pairs = []
+    for qid, good in chosen.items():
+        bad = list(rejected[qid].values())
+        if not bad:
+            continue
+        # Pairs (i, j) in diagonals j - i = 0, 1, ...: the first min(len(good), len(bad)) pairs share no sample.
+        combos = sorted(((i, j) for i in range(len(good)) for j in range(len(bad))),
+                        key=lambda p: ((p[1] - p[0]) % len(bad), p[0]))
+        for i, j in combos[:pairs_per_question]:
+            pairs.append({"id": qid, "prompt": good[i]["prompt"],
+                          "chosen": [{"role": "assistant", "content": good[i]["completion"]}],
+                          "rejected": [{"role": "assistant", "content": bad[j]["completion"]}]})
+    return pairs

@@ -12,6 +12,7 @@ import json
 import string
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -79,15 +80,22 @@ def save_scratch_model(config: ScratchModelConfig, out_dir: Path, seed: int) -> 
     return out_dir
 
 
-def save_checkpoint(model, tokenizer, out_dir: str | Path) -> None:
+def save_checkpoint(model, tokenizer, out_dir: str | Path, merge_adapter: bool = False,
+                    extra: Callable[[Path], None] | None = None) -> None:
     """Save model + tokenizer into a temporary sibling folder, then rename it over `out_dir`: a killed run never
-    leaves a half-written checkpoint."""
+    leaves a half-written checkpoint. A PEFT model is saved as its adapter; with `merge_adapter`, as the merged
+    model, with the adapter kept in out_dir/adapter. `extra(folder)` writes more files (the trainer state)."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    if merge_adapter:
+        model.save_pretrained(tmp / "adapter")
+        model = model.merge_and_unload()
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     _pin_generic_tokenizer_class(tmp)
+    if extra is not None:
+        extra(tmp)
     atomic_replace_dir(tmp, out_dir)
 
 
@@ -122,10 +130,34 @@ def load_tokenizer(path: str | Path):
     return tokenizer
 
 
+def is_adapter(path: str | Path) -> bool:
+    """A LoRA checkpoint saved without merging: adapter weights over the base model its config names."""
+    return (Path(path) / "adapter_config.json").is_file() and not (Path(path) / "config.json").is_file()
+
+
+def is_checkpoint(path: str | Path) -> bool:
+    return (Path(path) / "config.json").is_file() or is_adapter(path)
+
+
+def adapter_base(path: str | Path) -> str:
+    """The model an adapter folder was trained over (a folder or a hub id)."""
+    return json.loads((Path(path) / "adapter_config.json").read_text())["base_model_name_or_path"]
+
+
+def adapter_rank(path: str | Path) -> int:
+    return int(json.loads((Path(path) / "adapter_config.json").read_text())["r"])
+
+
 def load_model(path: str | Path, dtype: str = "float32", attn_implementation: str | None = None):
+    """A causal LM from a folder or hub id; an adapter folder is loaded over its base and merged (plain inference)."""
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
+    if is_adapter(path):
+        from peft import PeftModel
+
+        base = load_model(adapter_base(path), dtype, attn_implementation)
+        return PeftModel.from_pretrained(base, str(path)).merge_and_unload().eval()
     hf_logging.disable_progress_bar()  # a bar per weight load clutters the executed notebooks
     try:
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=_DTYPES[dtype],

@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 STAGES = ("01_sample", "02_filter", "03_train", "04_evaluate")
 REPORT = "05_report"
+ON_POLICY_SKIPS = ("01_sample", "02_filter")
 _SECTIONS = {"01_sample": "sample", "02_filter": "filter", "03_train": "train", "04_evaluate": "eval"}
 
 
@@ -43,21 +44,24 @@ class Stage:
 
 
 def plan(config: RunConfig) -> list[Stage]:
-    """Iteration 0 (warm-up if any, then evaluation), then the four stages per iteration, then the report."""
+    """Iteration 0 (warm-up if any, then evaluation), then the four stages per iteration (train and evaluate only
+    for GRPO), then the report."""
     stages = [Stage("03_train", 0)] if config.warmup.max_steps > 0 else []
     stages.append(Stage("04_evaluate", 0))
     for iteration in range(1, config.iterations + 1):
-        stages += [Stage(name, iteration) for name in STAGES]
+        on_policy = config.at_iteration(iteration).train.algorithm == "grpo"  # GRPO samples inside its trainer
+        stages += [Stage(name, iteration) for name in STAGES if not (on_policy and name in ON_POLICY_SKIPS)]
     return stages + [Stage(REPORT, None)]
 
 
 def stage_parameters(config: RunConfig, stage: Stage, run_dir: Path) -> dict:
-    """What papermill injects: run_dir, iteration and the stage config's fields (warm-up values in iteration 0)."""
+    """What papermill injects: run_dir, iteration and the stage config's fields at this iteration (schedules
+    resolved; warm-up values in iteration 0)."""
     params: dict = {"run_dir": str(run_dir)}
     if stage.iteration is None:
         return params
     params["iteration"] = stage.iteration
-    section = getattr(config, _SECTIONS[stage.name]).model_dump()
+    section = getattr(config.at_iteration(stage.iteration), _SECTIONS[stage.name]).model_dump()
     if stage.name == "03_train" and stage.iteration == 0:
         section.update(config.warmup.model_dump(), init="base", mix_seed=False, baseline=False)
     return params | section
@@ -82,6 +86,8 @@ def run_stage(run: Run, stage: Stage, notebooks_dir: Path = NOTEBOOKS_DIR) -> fl
     output = stage.output_notebook(run)
     output.parent.mkdir(parents=True, exist_ok=True)
     run.set_stage(stage.key, status="running", started=time.strftime("%Y-%m-%dT%H:%M:%S"), error=None)
+    if stage.iteration and (scheduled := run.config.schedule_values(stage.iteration, _SECTIONS[stage.name])):
+        run.update_metrics(stage.iteration, "schedule", scheduled)
     start = time.perf_counter()
     try:
         pm.execute_notebook(str(notebook), str(output), parameters=params, cwd=str(notebooks_dir),

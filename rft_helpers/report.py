@@ -77,12 +77,17 @@ def plot_solve_rate(scored: list[dict], reward: str, ax=None):
     return ax
 
 
-def plot_loss(losses: list[float], ax=None):
+def plot_loss(losses: list[float], rewards: list[float] | None = None, ax=None):
+    """The training loss per step; with GRPO, also the mean reward of each step's samples (right axis)."""
     import matplotlib.pyplot as plt
 
     ax = ax or plt.subplots(figsize=(6, 3))[1]
-    ax.plot(range(1, len(losses) + 1), losses)
-    ax.set(xlabel="optimizer step", ylabel="loss", title="Training loss")
+    ax.plot(range(1, len(losses) + 1), losses, label="loss")
+    ax.set(xlabel="optimizer step", ylabel="loss", title="Training loss" + (" and reward" if rewards else ""))
+    if rewards:
+        right = ax.twinx()
+        right.plot(range(1, len(rewards) + 1), rewards, color="tab:green", label="mean reward")
+        right.set_ylabel("mean reward of the step's samples")
     return ax
 
 
@@ -95,8 +100,10 @@ def run_summary(run: Run) -> pd.DataFrame:
             continue
         rows.append({
             "iteration": iteration,
+            "algorithm": m.get("train", {}).get("mode"),
             "accuracy": m["eval"]["accuracy"],
             "baseline_accuracy": m.get("baseline_eval", {}).get("accuracy"),
+            "temperature": m.get("sampling", {}).get("temperature"),
             "samples": m.get("sampling", {}).get("samples"),
             "kept": m.get("filter", {}).get("kept"),
             "kept_ratio": m.get("filter", {}).get("kept_ratio"),

@@ -18,7 +18,7 @@ from .data import load_eval_set, read_system_prompt, write_task
 from .exceptions import ConfigError
 from .io import read_json, read_jsonl, write_json, write_jsonl
 from .gguf_models import convert_gguf
-from .models import model_source, save_scratch_model
+from .models import is_checkpoint, model_source, save_scratch_model
 
 RUN_FILE = "run.json"
 # Changing these never invalidates finished stages: more iterations extend a run; output_dir is where it lives.
@@ -132,7 +132,7 @@ class Run:
 
     def _latest(self, iteration: int, which) -> str:
         for i in range(iteration, -1, -1):
-            if (which(i) / "config.json").exists():
+            if is_checkpoint(which(i)):
                 return str(which(i))
         return self.base_model
 

@@ -9,13 +9,13 @@ import time
 from .config import EvalConfig, EvalSetConfig, FilterConfig, SampleConfig, TrainConfig
 from .data import build_prompt, load_split, seed_examples
 from .evaluate import accuracy_summary, greedy_predictions, sampled_predictions, sampled_summary, solution_loss
-from .filters import apply_filters, build_train_set, filter_summary, score_samples
+from .filters import apply_filters, balance_score, build_pairs, build_train_set, filter_summary, score_samples
 from .io import read_jsonl, write_jsonl
 from .models import load_model, load_tokenizer
 from .rewards import get_reward
 from .run import Run
 from .sampling import SamplingParams, get_engine
-from .train import sft_train
+from .train import dpo_train, grpo_train, saved_steps, sft_train
 
 
 def questions_for(run: Run, iteration: int, num_questions: int | None) -> list[dict]:
@@ -33,31 +33,64 @@ def engine_options(run: Run, batch_size: int, iteration: int) -> dict:
 
 
 def sample_stage(run: Run, iteration: int, config: SampleConfig, progress: bool = True) -> list[dict]:
-    """01_sample: n completions per question from the current policy -> samples.jsonl."""
+    """01_sample: n completions per question from the current policy -> samples.jsonl. With temperature auto,
+    a probe on a few questions picks the temperature first (see `choose_temperature`)."""
     model_path = run.policy_model(iteration)
     engine = get_engine(config.engine, model_path, **engine_options(run, config.batch_size, iteration))
     questions = questions_for(run, iteration, config.num_questions)
-    prompts = [build_prompt(q["question"], run.system_prompt) for q in questions]
+    start = time.perf_counter()
+    auto = None
+    if config.temperature == "auto":
+        auto = choose_temperature(run, iteration, engine, questions, config, progress)
+        config = config.model_copy(update={"temperature": auto["temperature"]})
     params = SamplingParams(n=config.n, temperature=config.temperature, top_p=config.top_p,
                             max_new_tokens=config.max_new_tokens, seed=run.iteration_seed(iteration))
-    start = time.perf_counter()
-    outputs = engine.generate(prompts, params, progress=progress)
+    rows = sample_rows(engine, questions, run.system_prompt, params, progress)
     seconds = time.perf_counter() - start
     engine.close()
-    rows = [
-        {"id": q["id"], "sample_index": k, "prompt": prompt, "completion": c.text, "answer": q["answer"],
-         "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens, "finish_reason": c.finish_reason,
-         "sampling": params.as_record() | {"engine": config.engine, "model": model_path}}
-        for q, prompt, completions in zip(questions, prompts, outputs) for k, c in enumerate(completions)
-    ]
+    for row in rows:
+        row["sampling"] |= {"engine": config.engine, "model": model_path}
     write_jsonl(run.iter_dir(iteration) / "samples.jsonl", rows)
     tokens = sum(r["completion_tokens"] for r in rows)
     run.update_metrics(iteration, "sampling", {
         "questions": len(questions), "samples": len(rows), "completion_tokens": tokens,
         "tokens_per_s": round(tokens / seconds, 1) if seconds else None, "seconds": round(seconds, 2),
         "temperature": config.temperature, "top_p": config.top_p, "n": config.n, "model": model_path,
-    })
+    } | ({"auto_temperature": auto} if auto else {}))
     return rows
+
+
+def sample_rows(engine, questions: list[dict], system_prompt: str | None, params: SamplingParams,
+                progress: bool) -> list[dict]:
+    """`params.n` samples per question, as samples.jsonl rows."""
+    prompts = [build_prompt(q["question"], system_prompt) for q in questions]
+    outputs = engine.generate(prompts, params, progress=progress)
+    return [
+        {"id": q["id"], "sample_index": k, "prompt": prompt, "completion": c.text, "answer": q["answer"],
+         "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens, "finish_reason": c.finish_reason,
+         "sampling": params.as_record()}
+        for q, prompt, completions in zip(questions, prompts, outputs) for k, c in enumerate(completions)
+    ]
+
+
+def choose_temperature(run: Run, iteration: int, engine, questions: list[dict], config: SampleConfig,
+                       progress: bool) -> dict:
+    """B-STaR's automatic temperature: sample the first `auto_questions` questions at each candidate temperature,
+    score them with this iteration's filter, and keep the temperature with the best balance score (ties: the
+    lower one). The probe costs len(auto_temperatures) * auto_questions * n extra samples."""
+    filter_config = run.config.at_iteration(iteration).filter
+    reward = get_reward(filter_config.reward)
+    probe = questions[:config.auto_questions]
+    scores = {}
+    for temperature in sorted(config.auto_temperatures):
+        params = SamplingParams(n=config.n, temperature=temperature, top_p=config.top_p,
+                                max_new_tokens=config.max_new_tokens, seed=run.iteration_seed(iteration) + 7919)
+        rows = score_samples(sample_rows(engine, probe, run.system_prompt, params, progress), reward,
+                             filter_config.reward)
+        scores[temperature] = round(balance_score(rows, filter_config, config.auto_target_correct), 4)
+    best = max(scores, key=lambda t: (scores[t], -t))
+    return {"temperature": best, "balance_scores": {str(t): s for t, s in scores.items()},
+            "probe_questions": len(probe)}
 
 
 def filter_stage(run: Run, iteration: int, config: FilterConfig) -> list[dict]:
@@ -66,7 +99,9 @@ def filter_stage(run: Run, iteration: int, config: FilterConfig) -> list[dict]:
     scored = apply_filters(score_samples(samples, get_reward(config.reward), config.reward), config)
     write_jsonl(run.iter_dir(iteration) / "scored.jsonl", scored)
     write_jsonl(run.iter_dir(iteration) / "train.jsonl", build_train_set(scored))
-    run.update_metrics(iteration, "filter", filter_summary(scored, config.reward))
+    pairs = build_pairs(scored, config.pairs_per_question)
+    write_jsonl(run.iter_dir(iteration) / "pairs.jsonl", pairs)
+    run.update_metrics(iteration, "filter", filter_summary(scored, config.reward) | {"pairs": len(pairs)})
     return scored
 
 
@@ -75,25 +110,54 @@ def train_stage(run: Run, iteration: int, config: TrainConfig) -> dict:
     when asked, train the baseline (plain SFT on the seed set) for the same number of optimizer steps."""
     seed_set = seed_examples(load_split(run.data_dir, "seed"), run.system_prompt)
     common = dict(learning_rate=config.learning_rate, batch_size=config.batch_size, seed=run.config.seed + iteration,
-                  bf16=config.bf16, gradient_checkpointing=config.gradient_checkpointing)
+                  bf16=config.bf16, gradient_checkpointing=config.gradient_checkpointing,
+                  lora=config.lora if config.method == "lora" else None)
     if iteration == 0:
         result = sft_train(run.base_model, seed_set, run.checkpoint(0), max_steps=config.max_steps, **common)
         return run.update_metrics(0, "train", {"mode": "warmup", "init": run.base_model, **result.summary})["train"]
 
-    init = run.policy_model(iteration) if config.init == "previous" else run.start_model()
-    examples = read_jsonl(run.iter_dir(iteration) / "train.jsonl")
-    if not examples:  # nothing kept: the model stays as it is, and the next stages use the newest checkpoint
-        return run.update_metrics(iteration, "train", {"mode": "skipped", "reason": "no kept samples", "steps": 0})["train"]
-    mixed = seed_set if config.mix_seed else []
-    result = sft_train(init, examples + mixed, run.checkpoint(iteration), num_epochs=config.num_epochs,
-                       max_steps=config.max_steps, **common)
-    summary = {"mode": "sft", "init": init, **result.summary, "kept_examples": len(examples),
-               "seed_examples": len(mixed), "loss_history": result.loss_history}
+    init = run.start_model() if config.init == "base" else run.policy_model(iteration)
+    common |= dict(num_epochs=config.num_epochs, max_steps=config.max_steps, resume=config.init == "resume",
+                   save_state=config.init == "resume")
+    output, summary = run.checkpoint(iteration), {"mode": config.algorithm, "method": config.method, "init": init}
+    if config.algorithm == "grpo":  # on-policy: it samples as it trains, with the sample and filter settings
+        result = grpo_train(init, grpo_questions(run, iteration), output, **grpo_options(run, iteration, config), **common)
+    else:
+        data = read_jsonl(run.iter_dir(iteration) / ("pairs.jsonl" if config.algorithm == "dpo" else "train.jsonl"))
+        if not data:  # nothing kept: the model stays as it is, and the next stages use the newest checkpoint
+            return run.update_metrics(iteration, "train", {"mode": "skipped", "reason": f"no {config.algorithm} data",
+                                                           "steps": 0})["train"]
+        if config.algorithm == "dpo":
+            result = dpo_train(init, data, output, beta=config.beta, **common)
+        else:
+            mixed = seed_set if config.mix_seed else []
+            result = sft_train(init, data + mixed, output, **common)
+            summary |= {"kept_examples": len(data), "seed_examples": len(mixed)}
+    summary |= {**result.summary, "resumed_at_step": saved_steps(init) if config.init == "resume" else None,
+                "loss_history": result.loss_history, "reward_history": result.reward_history}
+    common["max_steps"] = result.steps
     if config.baseline:
-        baseline = sft_train(run.baseline_model(iteration), seed_set, run.baseline_checkpoint(iteration),
-                             max_steps=result.steps, **common)
+        baseline = sft_train(run.baseline_model(iteration), seed_set, run.baseline_checkpoint(iteration), **common)
         summary["baseline"] = baseline.summary
     return run.update_metrics(iteration, "train", summary)["train"]
+
+
+def grpo_questions(run: Run, iteration: int) -> list[dict]:
+    """GRPO's training prompts: this iteration's questions (as the sample stage would draw them) and answers."""
+    config = run.config.at_iteration(iteration)
+    return [{"prompt": build_prompt(q["question"], run.system_prompt), "answer": q["answer"]}
+            for q in questions_for(run, iteration, config.sample.num_questions)]
+
+
+def grpo_options(run: Run, iteration: int, config: TrainConfig) -> dict:
+    """GRPO samples with the sample section's settings and scores with the filter's reward."""
+    resolved = run.config.at_iteration(iteration)
+    sample = resolved.sample
+    if sample.temperature == "auto":
+        raise ValueError("sample.temperature: auto is not supported with train.algorithm grpo; give a number")
+    return dict(reward_fn=get_reward(resolved.filter.reward), num_generations=sample.n,
+                max_completion_length=sample.max_new_tokens, temperature=sample.temperature, top_p=sample.top_p,
+                beta=config.beta)
 
 
 def evaluate_stage(run: Run, iteration: int, config: EvalConfig, progress: bool = True) -> dict:

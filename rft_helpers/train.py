@@ -1,7 +1,12 @@
-"""03_train: supervised fine-tuning with TRL's SFTTrainer on conversational prompt/completion records.
+"""03_train: TRL's trainers on the records the other stages write (conversational messages).
 
-The loss covers the completion only (TRL's default for prompt/completion data), so the model learns to answer,
-not to repeat the question. The checkpoint is written to a temporary folder and renamed into place.
+- SFT (`sft_train`) on prompt/completion records: rejection-sampling fine-tuning on the kept samples. The loss
+  covers the completion only (TRL's default for prompt/completion data): the model learns to answer.
+- DPO (`dpo_train`) on prompt/chosen/rejected pairs built from one question's right and wrong samples.
+- GRPO (`grpo_train`): on-policy; it samples as it trains and scores with the filter stage's reward.
+
+Each one trains every weight or LoRA adapters, can save and resume the optimizer state, and writes the checkpoint
+to a temporary folder renamed into place.
 
 On a CPU the loss is the model's own cross-entropy on the same labels. TRL's tiled LM head, which also computes
 entropy and token-accuracy metrics, made each step 1.27x slower on SmolLM2-135M (batch 4, bf16 autocast). On a GPU
@@ -10,7 +15,9 @@ TRL's head stays: it never holds the full (batch, length, vocabulary) logits in 
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -18,7 +25,8 @@ from pathlib import Path
 
 import torch
 
-from .models import load_model, load_tokenizer, save_checkpoint
+from .config import LoraSettings
+from .models import adapter_base, is_adapter, load_model, load_tokenizer, save_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +37,7 @@ class TrainResult:
     examples: int
     seconds: float
     loss_history: list[float] = field(default_factory=list)
+    reward_history: list[float] = field(default_factory=list)  # GRPO: mean reward of each step's samples
 
     @property
     def summary(self) -> dict:
@@ -39,10 +48,60 @@ class TrainResult:
         }
 
 
-def sft_train(
+def sft_train(model_path: str | Path, examples: list[dict], output_dir: str | Path, **options) -> TrainResult:
+    """Supervised fine-tuning on prompt/completion records, loss on the completion only. Options: see `train`."""
+    from trl import SFTConfig, SFTTrainer
+
+    if not examples:
+        raise ValueError("no training examples: every sample was filtered out (see scored.jsonl reject_reason)")
+    records = [{"prompt": e["prompt"], "completion": e["completion"]} for e in examples]
+    trainer_class = SFTTrainer if torch.cuda.is_available() else model_loss_sft_trainer()
+    return train(model_path, records, output_dir, SFTConfig, trainer_class, **options)
+
+
+def dpo_train(model_path: str | Path, pairs: list[dict], output_dir: str | Path, *, beta: float = 0.1,
+              **options) -> TrainResult:
+    """DPO (TRL's DPOTrainer) on prompt/chosen/rejected records; the reference model is the starting model
+    (with LoRA: the same weights with the adapter switched off). Options: see `train`."""
+    from trl import DPOConfig, DPOTrainer
+
+    if not pairs:
+        raise ValueError("no preference pairs: no question had both a kept and a wrong sample (see pairs.jsonl)")
+    records = [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs]
+    return train(model_path, records, output_dir, DPOConfig, DPOTrainer, {"beta": beta}, **options)
+
+
+def grpo_train(model_path: str | Path, questions: list[dict], output_dir: str | Path, *, reward_fn,
+               num_generations: int, max_completion_length: int, temperature: float, top_p: float = 1.0,
+               beta: float = 0.0, **options) -> TrainResult:
+    """On-policy GRPO (TRL's GRPOTrainer): each step samples `num_generations` completions per question, scores
+    them with `reward_fn` (the filter stage's reward: same signature) and pushes up the better-than-average ones.
+    `batch_size` counts completions, so it must be a multiple of num_generations. Options: see `train`."""
+    from trl import GRPOConfig, GRPOTrainer
+
+    if options.get("batch_size", 0) % num_generations:
+        raise ValueError(f"train.batch_size: {options.get('batch_size')} completions per step is not a multiple of "
+                         f"sample.n={num_generations} (GRPO compares the n samples of a question within a step)")
+    records = [{"prompt": q["prompt"], "answer": q["answer"]} for q in questions]
+    grpo_args = {"num_generations": num_generations, "max_completion_length": max_completion_length,
+                 "temperature": temperature, "top_p": top_p, "beta": beta}
+    trainer_class = _with_reward(GRPOTrainer, reward_fn)
+    return train(model_path, records, output_dir, GRPOConfig, trainer_class, grpo_args,
+                 completions_per_record=num_generations, **options)
+
+
+def _with_reward(trainer_class, reward_fn):
+    return lambda **kwargs: trainer_class(reward_funcs=reward_fn, **kwargs)
+
+
+def train(
     model_path: str | Path,
-    examples: list[dict],
+    records: list[dict],
     output_dir: str | Path,
+    config_class,
+    trainer_class,
+    trainer_args: dict | None = None,
+    completions_per_record: int = 1,
     *,
     learning_rate: float,
     batch_size: int,
@@ -51,18 +110,26 @@ def sft_train(
     seed: int = 0,
     bf16: bool = False,
     gradient_checkpointing: bool = False,
+    lora: LoraSettings | None = None,
+    resume: bool = False,
+    save_state: bool = False,
 ) -> TrainResult:
-    """Fine-tune the model at `model_path` on `examples` and save model + tokenizer to `output_dir`."""
-    from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
+    """Train the model at `model_path` with a TRL trainer on `records` and save model + tokenizer to `output_dir`;
+    with `lora`, train adapters only (see `trainable_model`).
 
-    if not examples:
-        raise ValueError("no training examples: every sample was filtered out (see scored.jsonl reject_reason)")
+    `save_state` also saves the optimizer, scheduler, RNG and step count in `output_dir`. `resume` continues
+    from the state saved with `model_path` (when there is one): the same Adam moments and step count, with the
+    learning-rate schedule stretched over the steps done and this call's. Steps and losses reported are this call's."""
+    from datasets import Dataset
+
     tokenizer = load_tokenizer(model_path)
-    model = load_model(model_path, "float32").train()  # float32 weights: small updates vanish in bf16
-    dataset = Dataset.from_list([{"prompt": e["prompt"], "completion": e["completion"]} for e in examples])
+    model, peft_config = trainable_model(model_path, lora)
+    previous_steps = saved_steps(model_path) if resume else None
+    if previous_steps is not None:  # this call's steps come on top of the saved ones
+        max_steps = previous_steps + (max_steps or math.ceil(num_epochs * math.ceil(
+            len(records) * completions_per_record / batch_size)))
     with tempfile.TemporaryDirectory(prefix="rft-trainer-") as scratch:  # trainer logs; the model goes to output_dir
-        args = SFTConfig(
+        args = config_class(
             output_dir=scratch,
             learning_rate=learning_rate,
             lr_scheduler_type="linear",
@@ -70,7 +137,6 @@ def sft_train(
             per_device_train_batch_size=batch_size,
             num_train_epochs=num_epochs,
             max_steps=max_steps or -1,
-            max_length=getattr(model.config, "max_position_embeddings", None),
             logging_steps=1,
             optim="adamw_torch_fused",
             gradient_checkpointing=gradient_checkpointing,  # TRL turns it on by default
@@ -80,17 +146,58 @@ def sft_train(
             bf16=bf16,  # autocast only; False by default since TRL refuses to start on CPU with its bf16 default
             use_cpu=not torch.cuda.is_available(),
             dataloader_num_workers=0,
+            ignore_data_skip=True,  # resumed on new data: start at its first batch
+            **({"max_length": getattr(model.config, "max_position_embeddings", None)}
+               if "max_length" in config_class.__dataclass_fields__ else {}),
+            **(trainer_args or {}),
         )
-        trainer_class = SFTTrainer if torch.cuda.is_available() else model_loss_sft_trainer()
-        trainer = trainer_class(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+        trainer = trainer_class(model=model, args=args, train_dataset=Dataset.from_list(records),
+                                processing_class=tokenizer, peft_config=peft_config)
         start = time.perf_counter()
-        trainer.train()
+        trainer.train(resume_from_checkpoint=str(model_path) if previous_steps is not None else None)
         seconds = time.perf_counter() - start
-    losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
+    first_step = previous_steps or 0
+    losses = [log["loss"] for log in trainer.state.log_history if "loss" in log and log["step"] > first_step]
+    steps = trainer.state.global_step - first_step
 
-    save_checkpoint(trainer.model, tokenizer, output_dir)
-    logger.info("trained %d steps on %d examples in %.1fs", trainer.state.global_step, len(examples), seconds)
-    return TrainResult(steps=trainer.state.global_step, examples=len(examples), seconds=seconds, loss_history=losses)
+    def write_state(folder: Path) -> None:  # the files Trainer's resume_from_checkpoint reads, beside the weights
+        trainer._save_optimizer_and_scheduler(str(folder))
+        trainer._save_rng_state(str(folder))
+        trainer.state.save_to_json(str(folder / TRAINER_STATE))
+
+    save_checkpoint(trainer.model, tokenizer, output_dir, merge_adapter=lora is not None and lora.merge,
+                    extra=write_state if save_state else None)
+    logger.info("trained %d steps on %d records in %.1fs", steps, len(records), seconds)
+    rewards = [log["reward"] for log in trainer.state.log_history if "reward" in log and log["step"] > first_step]
+    return TrainResult(steps=steps, examples=len(records), seconds=seconds, loss_history=losses,
+                       reward_history=rewards)
+
+
+TRAINER_STATE = "trainer_state.json"
+
+
+def saved_steps(checkpoint: str | Path) -> int | None:
+    """The optimizer steps behind a checkpoint saved with its trainer state; None when it has none."""
+    path = Path(checkpoint) / TRAINER_STATE
+    return json.loads(path.read_text())["global_step"] if path.is_file() else None
+
+
+def trainable_model(model_path: str | Path, lora: LoraSettings | None):
+    """The model to train, in float32 (small updates vanish in bf16 weights), and the PEFT config for TRL to wrap
+    it with. An adapter folder trained with LoRA again continues that adapter, so every iteration's checkpoint
+    stays one adapter over the same base model (which vLLM can serve); trained in full, it is merged first."""
+    if lora is None:
+        return load_model(model_path, "float32").train(), None
+    if is_adapter(model_path):
+        from peft import PeftModel
+
+        base = load_model(adapter_base(model_path), "float32")
+        return PeftModel.from_pretrained(base, str(model_path), is_trainable=True).train(), None
+    from peft import LoraConfig
+
+    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, task_type="CAUSAL_LM",
+                        target_modules=lora.target_modules)
+    return load_model(model_path, "float32").train(), config
 
 
 def model_loss_sft_trainer() -> type:

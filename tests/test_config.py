@@ -90,3 +90,49 @@ def test_paths_in_a_params_file_are_relative_to_it(tmp_path, monkeypatch):
     assert config.model.name_or_path == str(tmp_path / "recipes" / "models" / "m")
     hub = load_config(None, ["model.name_or_path=Qwen/Qwen2.5-0.5B-Instruct", "eval.second_set.path=openai/gsm8k"])
     assert hub.model.name_or_path == "Qwen/Qwen2.5-0.5B-Instruct" and hub.eval.second_set.path == "openai/gsm8k"
+
+
+# ----------------------------------------------------------------------------------------------- schedules
+def test_lists_are_per_iteration_schedules(tmp_path):
+    params = tmp_path / "p.yaml"
+    params.write_text("iterations: 4\nsample:\n  temperature: [0.5, 0.7, 0.9]\n"
+                      "train:\n  learning_rate: [1.0e-4, 5.0e-5]\n")
+    config = load_config(params, ["filter.max_per_question=[8, 4]"])
+    assert config.schedules == {"sample.temperature": [0.5, 0.7, 0.9], "train.learning_rate": [1e-4, 5e-5],
+                                "filter.max_per_question": [8, 4]}
+    assert config.sample.temperature == 0.5  # the section holds the first value
+    assert [config.at_iteration(i).sample.temperature for i in range(5)] == [0.5, 0.5, 0.7, 0.9, 0.9]
+    assert config.at_iteration(3).train.learning_rate == 5e-5  # a shorter list holds its last value
+    assert config.schedule_values(2, "filter") == {"filter.max_per_question": 4}
+    assert config.sample.auto_temperatures == [0.3, 0.5, 0.7, 0.9, 1.1]  # a list-valued parameter, not a schedule
+    # run.json stores the validated config: reading it back gives the same schedules
+    from rft_helpers.config import config_from_dict
+
+    assert config_from_dict(config.model_dump(mode="json")) == config
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["sample.temperature=[0.5, hot]"], "sample.temperature[1] (iteration 2): Input should be a valid number"),
+        (["train.batch_size=[4, 0]"], "train.batch_size[1] (iteration 2): Input should be greater than 0"),
+        (["sample.n=[]"], "sample.n: an empty list"),
+        (["schedules={eval.batch_size: [1, 2]}"], "schedules: eval.batch_size: not a parameter of sample, filter, train"),
+        (["sample.temperature=warm"], "sample.temperature: Input should be a valid number"),
+    ],
+)
+def test_bad_schedules_name_the_value(overrides, expected):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, overrides)
+    assert expected in str(err.value) and "\n" not in str(err.value)
+
+
+def test_auto_temperature_is_a_value():
+    config = load_config(None, ["sample.temperature=[0.7, auto]"])
+    assert config.at_iteration(2).sample.temperature == "auto"
+
+
+def test_resume_with_merged_lora_is_refused():
+    with pytest.raises(ConfigError, match="init resume with method lora needs lora.merge false"):
+        load_config(None, ["train.init=resume", "train.method=lora"])
+    assert load_config(None, ["train.init=resume", "train.method=lora", "train.lora.merge=false"]).train.lora.merge is False

@@ -1,5 +1,7 @@
+import pytest
+
 from rft_helpers.config import FilterConfig
-from rft_helpers.filters import apply_filters, build_train_set, filter_summary, score_samples
+from rft_helpers.filters import apply_filters, balance_score, build_pairs, build_train_set, filter_summary, score_samples
 from rft_helpers.rewards import exact_answer
 
 PROMPT = [{"role": "user", "content": "2+2=?"}]
@@ -43,3 +45,59 @@ def test_train_set_is_chat_prompt_completion():
     scored = apply_filters(score_samples(rows("Answer: 4", "Answer: 3"), exact_answer, "exact_answer"), FilterConfig())
     assert build_train_set(scored) == [
         {"id": "q1", "prompt": PROMPT, "completion": [{"role": "assistant", "content": "Answer: 4"}]}]
+
+
+def _scored(question: str, completions: list[str], correct: list[bool]) -> list[dict]:
+    return [{"id": question, "completion": c, "rewards": {"exact_answer": float(ok)}} for c, ok in zip(completions, correct)]
+
+
+def test_balance_score_rewards_distinct_correct_samples_and_penalises_duplicates():
+    config = FilterConfig()
+    # q1: 4 distinct correct of 4 (target 4) -> 1.0; q2: 2 correct, the same text -> min(1/4, 1) * 1/2 = 0.125;
+    # q3: nothing correct -> 0
+    rows = (_scored("q1", ["a", "b", "c", "d"], [True] * 4) + _scored("q2", ["x", "x ", "y", "z"], [True, True, False, False])
+            + _scored("q3", ["p", "q"], [False, False]))
+    assert balance_score(rows, config, target_correct=4) == pytest.approx((1.0 + 0.125 + 0.0) / 3)
+    assert balance_score(rows, config, target_correct=1) == pytest.approx((1.0 + 0.5) / 3)
+    assert balance_score([], config, 4) == 0.0
+
+
+def test_length_truncation_script_and_too_easy_filters_record_their_reason():
+    samples = [
+        {"id": "q1", "completion": "Answer: 4", "completion_tokens": 3, "finish_reason": "stop"},
+        {"id": "q1", "completion": "Two and two, counted slowly... Answer: 4", "completion_tokens": 40, "finish_reason": "stop"},
+        {"id": "q1", "completion": "2+2 is 4 so Answer: 4", "completion_tokens": 9, "finish_reason": "length"},
+        {"id": "q1", "completion": "二加二等于四 Answer: 4", "completion_tokens": 9, "finish_reason": "stop"},
+        {"id": "q1", "completion": "Answer: 5", "completion_tokens": 3, "finish_reason": "stop"},
+        {"id": "q2", "completion": "Answer: 6", "completion_tokens": 3, "finish_reason": "stop"},
+        {"id": "q2", "completion": "Six. Answer: 6", "completion_tokens": 5, "finish_reason": "stop"},
+    ]
+    answers = {"q1": "4", "q2": "6"}
+    scored = score_samples([s | {"prompt": PROMPT, "answer": answers[s["id"]]} for s in samples], exact_answer,
+                           "exact_answer")
+    config = FilterConfig(max_completion_tokens=20, drop_truncated=True, script="latin", drop_too_easy=True)
+    assert [r["reject_reason"] for r in apply_filters(scored, config)] == [
+        None, "too_long", "truncated", "wrong_script", "low_reward", "too_easy", "too_easy"]
+    assert [r["reject_reason"] for r in apply_filters(scored, FilterConfig())] == [None] * 4 + ["low_reward", None, None]
+
+
+def test_near_duplicates_are_dropped_within_a_question_only():
+    first = "We add the tens: 40 plus 30 is 70. Then the ones: 5 plus 2 is 7. So the answer is 77"
+    reworded = first.replace("So the answer is 77", "Hence the answer is 77")
+    different = "75 + 2 = 77 and 77 + 0 = 77 so the answer is 77"
+    samples = rows(first, reworded, different, answer="77") + rows(reworded, qid="q2", answer="77")
+    scored = score_samples(samples, exact_answer, "exact_answer")
+    decided = apply_filters(scored, FilterConfig(near_duplicate=0.7))
+    assert [r["reject_reason"] for r in decided] == [None, "near_duplicate", None, None]
+    assert [r["reject_reason"] for r in apply_filters(scored, FilterConfig())] == [None] * 4
+
+
+def test_dpo_pairs_match_kept_samples_with_distinct_wrong_ones():
+    samples = rows("Answer: 4", "So Answer: 4", "Answer: 5", "Answer: 5", "Answer: 3") + rows("Answer: 6", qid="q2", answer="6")
+    scored = apply_filters(score_samples(samples, exact_answer, "exact_answer"), FilterConfig())
+    pairs = build_pairs(scored, pairs_per_question=3)
+    # q1: 2 kept x 2 distinct wrong (the repeated "Answer: 5" counts once); q2 has no wrong sample: no pair
+    assert [(p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in pairs] == [
+        ("Answer: 4", "Answer: 5"), ("So Answer: 4", "Answer: 3"), ("Answer: 4", "Answer: 3")]
+    assert all(p["id"] == "q1" and p["prompt"] == PROMPT for p in pairs)
+    assert len(build_pairs(scored, pairs_per_question=10)) == 4  # every distinct pair, no more

@@ -15,9 +15,11 @@ from rft_helpers.pipeline import STAGES, plan, run_pipeline, stage_parameters
 from rft_helpers.run import Run
 
 PARAMS = {
-    "01_sample": "engine num_questions n temperature top_p max_new_tokens batch_size",
-    "02_filter": "reward min_reward dedupe max_per_question prefer_shorter",
-    "03_train": "init learning_rate num_epochs max_steps batch_size mix_seed baseline bf16 gradient_checkpointing",
+    "01_sample": "engine num_questions n temperature top_p max_new_tokens batch_size auto_temperatures auto_questions "
+                 "auto_target_correct",
+    "02_filter": "reward min_reward dedupe max_per_question prefer_shorter near_duplicate drop_too_easy "
+                 "max_completion_tokens drop_truncated pairs_per_question script",
+    "03_train": "algorithm beta init method lora learning_rate num_epochs max_steps batch_size mix_seed baseline bf16 gradient_checkpointing",
     "04_evaluate": "engine num_questions max_new_tokens batch_size samples temperature top_p second_set",
     "05_report": "",
 }
@@ -54,6 +56,32 @@ def test_plan_and_stage_parameters(fast_config, tmp_path):
     assert sample == {"run_dir": str(tmp_path), "iteration": 1, **fast_config.sample.model_dump()}
     fast_config.warmup.max_steps = 0
     assert plan(fast_config)[0].key == "iter_00/04_evaluate"
+
+
+def test_schedules_reach_each_iteration_and_its_metrics(fast_config, tmp_path):
+    config = fast_config.model_copy(update={"schedules": {"sample.temperature": [0.5, 0.9],
+                                                          "train.learning_rate": [1e-3, 2e-4]}})
+    stages = plan(config)
+    by_key = {s.key: s for s in stages}
+    assert stage_parameters(config, by_key["iter_01/01_sample"], tmp_path)["temperature"] == 0.5
+    assert stage_parameters(config, by_key["iter_02/01_sample"], tmp_path)["temperature"] == 0.9
+    assert stage_parameters(config, by_key["iter_02/03_train"], tmp_path)["learning_rate"] == 2e-4
+    assert stage_parameters(config, by_key["iter_00/03_train"], tmp_path)["learning_rate"] == config.warmup.learning_rate
+
+    run = run_pipeline(config, tmp_path / "run", notebooks_dir=fixture_notebooks(tmp_path / "nb"), log=lambda m: None)
+    assert run.metrics(2)["schedule"] == {"sample.temperature": 0.9, "train.learning_rate": 2e-4}
+    executed = nbformat.read(run.iter_dir(2) / "01_sample.ipynb", as_version=4)
+    assert executed.metadata.papermill.parameters["temperature"] == 0.9
+
+
+def test_grpo_iterations_sample_inside_the_trainer(fast_config):
+    from rft_helpers.config import config_from_dict
+
+    data = fast_config.model_dump(mode="json")
+    data["train"]["algorithm"] = ["sft", "grpo"]  # a schedule: SFT first, then on-policy GRPO
+    keys = [s.key for s in plan(config_from_dict(data))]
+    assert [k for k in keys if k.startswith("iter_01")] == [f"iter_01/{s}" for s in STAGES]
+    assert [k for k in keys if k.startswith("iter_02")] == ["iter_02/03_train", "iter_02/04_evaluate"]
 
 
 def test_runs_every_stage_once_and_resume_skips_done(fast_config, tmp_path):

