@@ -61,10 +61,12 @@ def check_gguf(gguf_path: Path) -> None:
 def convert_gguf(folder: str, gguf_file: str) -> Path:
     """Convert (once) and return the cached safetensors folder for `folder/gguf_file`."""
     gguf_path = resolve_folder(folder) / gguf_file
-    check_gguf(gguf_path)
+    if not gguf_path.is_file():
+        raise ConfigError(f"model.gguf_file: no such file: {gguf_path}")
     out_dir = converted_dir(gguf_path)
-    if (out_dir / "config.json").exists():
-        return out_dir
+    if (out_dir / "config.json").exists():  # converted from this very file (path, size, mtime), checked back then
+        return out_dir  # every stage comes here: reading the GGUF again cost 3-4 s per stage
+    check_gguf(gguf_path)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from .models import save_checkpoint
