@@ -34,13 +34,13 @@ def sampled_predictions(
     outputs = engine.generate(prompts, params, progress=progress)
     answers = [[extract_answer(c.text) for c in completions] for completions in outputs]
     flat = are_equivalent([a for row in answers for a in row], [r["answer"] for r in rows for _ in range(params.n)])
+    majorities = majority_votes(answers)
     preds = []
-    for index, (row, row_answers) in enumerate(zip(rows, answers)):
+    for index, (row, row_answers, majority) in enumerate(zip(rows, answers, majorities)):
         correct = flat[index * params.n : (index + 1) * params.n]
-        majority = majority_vote(row_answers)
         preds.append({
             "id": row["id"], "answer": row["answer"], "answers": row_answers, "correct": correct,
-            "majority": majority, "majority_correct": any(c for a, c in zip(row_answers, correct) if a == majority),
+            "majority": majority, "majority_correct": majority is not None and correct[row_answers.index(majority)],
             **{field: row[field] for field in GROUP_FIELDS if field in row},
         })
     return preds
@@ -87,16 +87,40 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 
 def majority_vote(answers: list[str | None]) -> str | None:
-    """The most common extracted answer (ties: the first seen); None answers do not vote."""
-    votes = Counter(a for a in answers if a is not None)
-    return votes.most_common(1)[0][0] if votes else None
+    """The most common extracted answer, equivalent forms voting together (see `majority_votes`)."""
+    return majority_votes([answers])[0]
+
+
+def majority_votes(answer_lists: list[list[str | None]]) -> list[str | None]:
+    """Per question, the most common extracted answer, where equivalent forms (`1/2`, `0.5`, `\\frac{1}{2}`) vote
+    together: the distinct answers of each question are compared pairwise by the answer checker, in one batch for
+    all questions. The winner is its group's most common form; ties go to the group seen first; None answers do
+    not vote."""
+    distinct = [list(dict.fromkeys(a for a in answers if a is not None)) for answers in answer_lists]
+    pairs = [(a, b) for forms in distinct for i, a in enumerate(forms) for b in forms[i + 1:]]
+    same = set(p for p, equal in zip(pairs, are_equivalent([a for a, _ in pairs], [b for _, b in pairs])) if equal)
+    winners = []
+    for answers, forms in zip(answer_lists, distinct):
+        votes = Counter(a for a in answers if a is not None)
+        groups: list[list[str]] = []
+        for form in forms:  # first-seen order
+            group = next((g for g in groups if (g[0], form) in same), None)
+            if group is None:
+                groups.append([form])
+            else:
+                group.append(form)
+        best = max(groups, key=lambda g: sum(votes[f] for f in g), default=None)
+        winners.append(max(best, key=lambda f: votes[f]) if best else None)
+    return winners
 
 
 def solution_loss(model, tokenizer, rows: list[dict], system_prompt: str | None, batch_size: int = 16) -> float | None:
     """Mean per-token negative log-likelihood of the reference solutions, each after its prompt (chat template).
 
     Greedy accuracy of a small model on a hard second set is near zero before and after training, so it cannot
-    show forgetting; this loss can: it rises when the model drifts away from the text it used to predict."""
+    show forgetting; this loss can: it rises when the model drifts away from the text it used to predict.
+    Rows are batched by length (little padding) and the vocabulary projection runs only where a solution token
+    is predicted: on SmolLM2 and 100 GSM8K solutions, 40 s -> 22 s."""
     import torch
 
     rows = [r for r in rows if r.get("solution")]
@@ -107,28 +131,25 @@ def solution_loss(model, tokenizer, rows: list[dict], system_prompt: str | None,
     full_texts = [tokenizer.apply_chat_template(p + [{"role": "assistant", "content": r["solution"]}], tokenize=False)
                   for p, r in zip(prompts, rows)]
     full_ids = tokenizer(full_texts, add_special_tokens=False)["input_ids"]
+    order = sorted(range(len(rows)), key=lambda i: len(full_ids[i]))
     total_loss, total_tokens = 0.0, 0
     device = model.device
     with torch.inference_mode():
-        for start in range(0, len(rows), batch_size):
-            batch = list(zip(prompt_ids[start : start + batch_size], full_ids[start : start + batch_size]))
-            width = max(len(f) for _, f in batch)
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            width = max(len(full_ids[i]) for i in batch)
             ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)
             labels = torch.full((len(batch), width), -100, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, (prompt, full) in enumerate(batch):  # right padding; loss on the solution tokens only
+            for row, i in enumerate(batch):  # right padding; loss on the solution tokens only
+                full, prompt = full_ids[i], prompt_ids[i]
                 ids[row, : len(full)] = torch.tensor(full)
                 mask[row, : len(full)] = 1
                 labels[row, len(prompt) : len(full)] = torch.tensor(full[len(prompt) :])
-            # Logits only where a solution token is predicted: the vocabulary projection of the prompt positions
-            # would be most of the memory traffic and is not needed.
-            first = min(len(prompt) for prompt, _ in batch) - 1
-            positions = torch.arange(first, width - 1, device=device)
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), logits_to_keep=positions).logits
-            targets = labels[:, first + 1 :].to(device)
-            losses = torch.nn.functional.cross_entropy(
-                logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="sum"
-            )
-            total_loss += losses.item()
-            total_tokens += int((targets != -100).sum())
+            hidden = model.get_decoder()(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
+            targets = labels[:, 1:].to(device)
+            predicted = targets != -100  # positions whose next token is a solution token
+            logits = model.get_output_embeddings()(hidden[:, :-1][predicted])
+            total_loss += torch.nn.functional.cross_entropy(logits.float(), targets[predicted], reduction="sum").item()
+            total_tokens += int(predicted.sum())
     return total_loss / total_tokens if total_tokens else None

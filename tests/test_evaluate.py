@@ -110,3 +110,10 @@ def test_evaluate_stage_samples_for_maj_and_pass_at_k(smoke_config, tmp_path):
     for p in sampled:  # the majority is the most common extracted answer, right when any sample with it is right
         if p["majority"] is not None:
             assert p["answers"].count(p["majority"]) == max(p["answers"].count(a) for a in p["answers"] if a)
+
+
+def test_equivalent_answers_vote_together():
+    # 1/2 in three forms outvotes 3, which is the most common single string
+    assert majority_vote(["3", "0.5", "3", "1/2", "\\frac{1}{2}"]) in {"0.5", "1/2", "\\frac{1}{2}"}
+    assert majority_vote(["7", "x = 7", "8", "8"]) == "7"  # 7 and x = 7 tie with 8: the group seen first wins
+    assert majority_vote([None, None]) is None
