@@ -9,6 +9,7 @@ from .base import Completion, SamplingEngine, SamplingParams, check_counts, enco
 ENGINES = {
     "transformers": "rft_helpers.sampling.hf:TransformersEngine",
     "vllm": "rft_helpers.sampling.vllm_engine:VLLMEngine",
+    "openai": "rft_helpers.sampling.openai_engine:OpenAIEngine",
 }
 
 

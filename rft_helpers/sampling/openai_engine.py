@@ -1,0 +1,101 @@
+"""openai engine: any OpenAI-compatible chat endpoint, for distillation from a bigger model or your own `vllm serve`.
+
+Requests go out concurrently from an asyncio loop (at most `max_concurrency` in flight), one request per prompt with
+`n` choices. The `openai` client retries 408/409/429/5xx answers, timeouts and dropped connections with exponential
+backoff (`max_retries`); a prompt that still fails stops the stage, and the samples written so far are kept (the
+sample stage writes them in chunks and skips finished questions when it runs again). The API key is read from the
+environment variable named in the parameters and is never written anywhere. Token usage is counted for the cost
+accounting in metrics.json.
+
+The loop runs in its own thread, so the engine works the same from a script and from a notebook cell (where an
+event loop is already running).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlparse
+
+from tqdm.auto import tqdm
+
+from ..exceptions import ConfigError
+from .base import Completion, SamplingParams, check_counts
+
+
+def api_key(base_url: str, env_var: str) -> str:
+    """The key from `env_var`; a local server needs none (the client still wants a string)."""
+    key = os.environ.get(env_var)
+    if key:
+        return key
+    if urlparse(base_url).hostname in ("localhost", "127.0.0.1", "::1"):
+        return "EMPTY"
+    raise ConfigError(f"openai.api_key_env: the environment variable {env_var} is not set (the key for {base_url})")
+
+
+class OpenAIEngine:
+    name = "openai"
+
+    def __init__(self, base_url: str, model: str, key: str, max_concurrency: int = 16, max_retries: int = 5,
+                 timeout_s: float = 120.0):
+        self.base_url, self.model_name, self.max_concurrency = base_url, model, max_concurrency
+        self._client_options = dict(base_url=base_url, api_key=key, max_retries=max_retries, timeout=timeout_s)
+        self.usage = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_path(cls, path, base_url: str = "http://localhost:8000/v1", model: str | None = None,
+                  api_key_env: str = "OPENAI_API_KEY", max_concurrency: int = 16, max_retries: int = 5,
+                  timeout_s: float = 120.0, **_unused) -> "OpenAIEngine":
+        """`model` names the served model; by default the checkpoint path (what `vllm serve <path>` serves)."""
+        return cls(base_url, model or str(path), api_key(base_url, api_key_env), max_concurrency, max_retries,
+                   timeout_s)
+
+    def generate(self, prompts: list[list[dict]], params: SamplingParams, progress: bool = False) -> list[list[Completion]]:
+        with ThreadPoolExecutor(1) as pool:  # a fresh event loop, even inside Jupyter's
+            outputs = pool.submit(asyncio.run, self._generate_all(prompts, params, progress)).result()
+        check_counts(prompts, outputs, params.n, self.name)
+        return outputs
+
+    async def _generate_all(self, prompts, params: SamplingParams, progress: bool) -> list[list[Completion]]:
+        from openai import AsyncOpenAI
+
+        semaphore = asyncio.Semaphore(self.max_concurrency)
+        async with AsyncOpenAI(**self._client_options) as client:
+            with tqdm(total=len(prompts), desc="requests", disable=not progress) as bar:
+                async def one(index: int, messages: list[dict]) -> list[Completion]:
+                    async with semaphore:
+                        completions = await self._request(client, messages, params, index)
+                    bar.update(1)
+                    return completions
+
+                return await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts)))
+
+    async def _request(self, client, messages: list[dict], params: SamplingParams, index: int) -> list[Completion]:
+        greedy = params.greedy
+        response = await client.chat.completions.create(
+            model=self.model_name, messages=messages, n=1 if greedy else params.n, temperature=params.temperature,
+            top_p=params.top_p, max_tokens=params.max_new_tokens, seed=params.seed * 1_000_003 + index,
+            stop=list(params.stop) or None,
+        )
+        usage = response.usage
+        prompt_tokens = usage.prompt_tokens if usage else 0
+        total = usage.completion_tokens if usage else 0
+        with self._lock:
+            self.usage["requests"] += 1
+            self.usage["prompt_tokens"] += prompt_tokens
+            self.usage["completion_tokens"] += total
+        choices = sorted(response.choices, key=lambda c: c.index)
+        # The API counts completion tokens per request: each choice gets its share.
+        shares = [total // len(choices) + (i < total % len(choices)) for i in range(len(choices))]
+        completions = [
+            Completion(text=c.message.content or "", prompt_tokens=prompt_tokens, completion_tokens=share,
+                       finish_reason="length" if c.finish_reason == "length" else "stop")
+            for c, share in zip(choices, shares)
+        ]
+        return completions * params.n if greedy else completions
+
+    def close(self) -> None:
+        pass

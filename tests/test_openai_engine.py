@@ -1,0 +1,80 @@
+"""The openai engine against a real local HTTP server (rft_helpers.sampling.openai_server) serving the tiny model:
+retries through injected failures, usage and cost accounting, resuming a crashed stage without asking again, and
+the API key kept out of everything the run writes."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+from rft_helpers.config import load_config
+from rft_helpers.exceptions import ConfigError
+from rft_helpers.io import read_jsonl
+from rft_helpers.run import Run
+from rft_helpers.sampling import SamplingParams, get_engine
+from rft_helpers.sampling.openai_server import OpenAICompatibleServer, prompt_key
+from rft_helpers.stages import sample_stage
+
+from conftest import SMOKE
+
+PROMPTS = [[{"role": "user", "content": f"{a}+{a}=?"}] for a in range(12)]
+
+
+@pytest.fixture
+def served(tiny_model_dir):
+    """The tiny model behind a server that fails 30% of requests with a 500 or a 429."""
+    with OpenAICompatibleServer(get_engine("transformers", tiny_model_dir), "tiny", fail_rate=0.3, seed=1) as server:
+        yield server
+
+
+def test_every_prompt_answered_once_through_injected_failures(served, monkeypatch):
+    monkeypatch.setenv("TEST_OPENAI_KEY", "sk-test-secret")
+    engine = get_engine("openai", "unused", base_url=served.base_url, model="tiny", api_key_env="TEST_OPENAI_KEY",
+                        max_concurrency=4, max_retries=10)
+    outputs = engine.generate(PROMPTS, SamplingParams(n=3, temperature=0.8, max_new_tokens=6, seed=2))
+    assert [len(o) for o in outputs] == [3] * len(PROMPTS)  # nothing lost
+    assert served.stats["failed"] > 0  # the failures happened, and were retried
+    assert sorted(served.served.values()) == [1] * len(PROMPTS)  # nothing asked twice once answered
+    assert set(served.served) == {prompt_key(p) for p in PROMPTS}
+    assert engine.usage["requests"] == len(PROMPTS)
+    assert engine.usage["completion_tokens"] == sum(c.completion_tokens for o in outputs for c in o) > 0
+    greedy = engine.generate(PROMPTS[:2], SamplingParams(n=3, temperature=0.0, max_new_tokens=6))
+    assert [len({c.text for c in o}) for o in greedy] == [1, 1]  # decoded once, repeated n times
+
+
+def test_sample_stage_resumes_after_the_server_goes_down(tiny_model_dir, tmp_path, monkeypatch):
+    secret = "sk-never-written-anywhere"
+    monkeypatch.setenv("TEST_OPENAI_KEY", secret)
+    config = load_config(SMOKE, ["sample.engine=openai", "sample.chunk_questions=4", "sample.num_questions=12",
+                                 "openai.model=tiny", "openai.api_key_env=TEST_OPENAI_KEY", "openai.max_retries=1",
+                                 "openai.prompt_price_per_million=1.0", "openai.completion_price_per_million=2.0"])
+    run = Run.create(config, tmp_path / "run")
+    engine = get_engine("transformers", tiny_model_dir)
+    with OpenAICompatibleServer(engine, "tiny", fail_after=6) as down:  # answers 6 questions, then fails
+        run.config.openai.base_url = down.base_url
+        with pytest.raises(openai.APIStatusError):  # a 500 or 429 after the retries
+            sample_stage(run, 1, run.config.sample, progress=False)
+    parts = sorted((run.iter_dir(1) / "samples.parts").glob("*.jsonl"))
+    assert len(parts) == 1  # the first chunk of 4 questions was written before the failure
+
+    with OpenAICompatibleServer(engine, "tiny") as healthy:
+        run.config.openai.base_url = healthy.base_url
+        rows = sample_stage(run, 1, run.config.sample, progress=False)
+        assert healthy.stats["succeeded"] == 8  # only the 8 questions not written yet were asked for
+    assert len(rows) == 12 * config.sample.n and len({(r["id"], r["sample_index"]) for r in rows}) == len(rows)
+    assert not (run.iter_dir(1) / "samples.parts").exists()
+    sampling = run.metrics(1)["sampling"]
+    assert sampling["resumed_questions"] == 4 and sampling["model"] == "tiny"
+    usage = sampling["usage"]
+    assert usage["requests"] == 8 and usage["cost_usd"] == pytest.approx(
+        (usage["prompt_tokens"] * 1.0 + usage["completion_tokens"] * 2.0) / 1e6)
+    written = [p for p in run.dir.rglob("*") if p.is_file()]
+    assert not [p for p in written if secret in p.read_text(errors="ignore")]  # the key is nowhere in the run
+
+
+def test_a_missing_key_or_a_key_in_the_params_is_refused(monkeypatch):
+    monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
+    with pytest.raises(ConfigError, match="openai.api_key_env: the environment variable NO_SUCH_KEY_VAR is not set"):
+        get_engine("openai", "m", base_url="https://api.example.com/v1", api_key_env="NO_SUCH_KEY_VAR")
+    with pytest.raises(ConfigError, match="openai.api_key_env: String should match pattern"):
+        load_config(None, ["openai.api_key_env=sk-abc-123"])  # a key pasted where its variable's name goes
