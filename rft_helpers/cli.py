@@ -64,6 +64,9 @@ def format_status(run_dir: Path) -> str:
         seconds = f"{info['seconds']:.1f}" if "seconds" in info else ""
         line = f"{iteration:<10}{stage.name:<14}{info.get('status', 'pending'):<9}{seconds:>8}  {accuracy}"
         lines.append(line + (f"  error: {info['error']}" if info.get("status") == "failed" else ""))
+    best = run.state().get("best")
+    if best:
+        lines.append(f"best: iteration {best['iteration']:02d}, accuracy {best['accuracy']:.3f} ({run.best_link})")
     return "\n".join(lines)
 
 

@@ -109,7 +109,9 @@ class TaskConfig(_Strict):
 class SampleConfig(_Strict):
     """01_sample: k completions per training question."""
 
-    engine: Literal["transformers", "vllm"] = Field("transformers", description="sampling engine (vllm: see `vllm:`)")
+    engine: Literal["transformers", "vllm", "openai"] = Field(
+        "transformers", description="sampling engine (vllm: see `vllm:`; openai: an endpoint, see `openai:`)"
+    )
     num_questions: int | None = Field(None, gt=0, description="questions sampled per iteration (None: all of train)")
     n: int = Field(8, gt=0, description="completions per question")
     temperature: Annotated[float, Field(ge=0.0)] | Literal["auto"] = Field(
@@ -118,6 +120,9 @@ class SampleConfig(_Strict):
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus sampling mass")
     max_new_tokens: int = Field(64, gt=0, description="longest completion, in tokens")
     batch_size: int = Field(64, gt=0, description="prompts per generate call (each expands to n sequences)")
+    chunk_questions: int = Field(
+        512, gt=0, description="questions per chunk written as it finishes: a crashed stage resumes at the next chunk"
+    )
     auto_temperatures: list[Annotated[float, Field(gt=0.0)]] = Field(
         [0.3, 0.5, 0.7, 0.9, 1.1], min_length=1, description="temperature auto: the candidates tried"
     )
@@ -135,6 +140,31 @@ class VLLMConfig(_Strict):
     kv_cache_gib: float | None = Field(None, gt=0, description="KV cache size in GiB (CPU default 4; None: from the GPU share)")
     enable_prefix_caching: bool = Field(True, description="reuse the KV cache of shared prompt prefixes")
     max_model_len: int | None = Field(None, gt=0, description="longest prompt + completion (None: the model's)")
+
+
+class OpenAIConfig(_Strict):
+    """Settings of the openai engine: any OpenAI-compatible chat endpoint (sample.engine: openai). The key is read
+    from the environment variable `api_key_env` and never written to params, notebooks or outputs."""
+
+    base_url: str = Field("http://localhost:8000/v1", description="endpoint, up to /v1")
+    model: str | None = Field(None, description="served model name (None: the checkpoint path, as `vllm serve` names it)")
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="name of the environment variable holding the key (the key itself never goes in params)"
+    )
+    max_concurrency: int = Field(16, gt=0, description="requests in flight at once")
+    max_retries: int = Field(5, ge=0, description="retries of a request on 408/409/429/5xx, timeouts, lost connections")
+    timeout_s: float = Field(120.0, gt=0, description="seconds before a request is abandoned (then retried)")
+    prompt_price_per_million: float = Field(0.0, ge=0, description="USD per million prompt tokens, for metrics.json")
+    completion_price_per_million: float = Field(0.0, ge=0, description="USD per million completion tokens")
+
+    def engine_options(self) -> dict:
+        return self.model_dump(exclude={"prompt_price_per_million", "completion_price_per_million"})
+
+    def cost(self, usage: dict) -> dict:
+        dollars = (usage.get("prompt_tokens", 0) * self.prompt_price_per_million
+                   + usage.get("completion_tokens", 0) * self.completion_price_per_million) / 1e6
+        return {"cost_usd": round(dollars, 6)}
 
 
 # ---------------------------------------------------------------------------------------------- filter
@@ -198,6 +228,13 @@ class TrainConfig(_Strict):
     gradient_checkpointing: bool = Field(
         False, description="recompute activations in the backward pass: less memory (big models), ~1.7x slower steps"
     )
+    batching: Literal["padded", "padding_free", "length_grouped"] = Field(
+        "padded", description="sft: how examples of different lengths share a batch (bench/training.py)"
+    )
+    num_processes: int = Field(1, gt=0, description="training processes (GPUs); more than 1 runs `accelerate launch`")
+    accelerate_config: str = Field(
+        "ddp", description="with num_processes > 1: ddp, deepspeed_zero3, fsdp (params/accelerate/) or a config path"
+    )
 
 
     @model_validator(mode="after")
@@ -205,6 +242,8 @@ class TrainConfig(_Strict):
         if self.init == "resume" and self.method == "lora" and self.lora.merge:
             raise ValueError("init resume with method lora needs lora.merge false: the optimizer state belongs to "
                              "the adapter, not to merged weights")
+        if self.init == "resume" and self.num_processes > 1:
+            raise ValueError("init resume is not supported with num_processes > 1 yet; use init previous")
         return self
 
 
@@ -225,6 +264,9 @@ class EvalSetConfig(DatasetSource):
     split: str = Field("test", description="hub dataset split")
     num_questions: int | None = Field(100, gt=0, description="first N rows (None: all)")
     max_new_tokens: int = Field(256, gt=0, description="longest answer, in tokens")
+    batch_size: int = Field(
+        32, gt=0, description="prompts per generate call: long prompts of varied length pad less in small batches"
+    )
     system_prompt_file: str | None = Field(None, description="system message for this set (None: the task's)")
     every_iteration: bool = Field(False, description="evaluate at every iteration (False: iteration 0 and the last)")
 
@@ -266,6 +308,7 @@ class RunConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     vllm: VLLMConfig = Field(default_factory=VLLMConfig)
+    openai: OpenAIConfig = Field(default_factory=OpenAIConfig)
     schedules: dict[str, list[Any]] = Field(
         default_factory=dict, description="per-iteration values by dotted key (lists in the sections land here)"
     )
@@ -435,6 +478,10 @@ def check_paths(config: RunConfig, base_dir: Path | None = None) -> None:
     second = config.eval.second_set
     if second and second.system_prompt_file and missing(second.system_prompt_file):
         raise ConfigError(f"eval.second_set.system_prompt_file: no such file: {second.system_prompt_file}")
+    if config.train.num_processes > 1:
+        from .launch import accelerate_config_path
+
+        accelerate_config_path(config.train.accelerate_config)
 
 
 def dataset_sources(config: RunConfig) -> dict[str, DatasetSource]:

@@ -81,17 +81,18 @@ def save_scratch_model(config: ScratchModelConfig, out_dir: Path, seed: int) -> 
 
 
 def save_checkpoint(model, tokenizer, out_dir: str | Path, merge_adapter: bool = False,
-                    extra: Callable[[Path], None] | None = None) -> None:
+                    extra: Callable[[Path], None] | None = None, state_dict: dict | None = None) -> None:
     """Save model + tokenizer into a temporary sibling folder, then rename it over `out_dir`: a killed run never
     leaves a half-written checkpoint. A PEFT model is saved as its adapter; with `merge_adapter`, as the merged
-    model, with the adapter kept in out_dir/adapter. `extra(folder)` writes more files (the trainer state)."""
+    model, with the adapter kept in out_dir/adapter. `extra(folder)` writes more files (the trainer state);
+    `state_dict` replaces the model's own (weights gathered from several processes)."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
     if merge_adapter:
         model.save_pretrained(tmp / "adapter")
         model = model.merge_and_unload()
-    model.save_pretrained(tmp)
+    model.save_pretrained(tmp, state_dict=state_dict)
     tokenizer.save_pretrained(tmp)
     _pin_generic_tokenizer_class(tmp)
     if extra is not None:

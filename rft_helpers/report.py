@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from .io import read_jsonl
@@ -104,7 +106,7 @@ def run_summary(run: Run) -> pd.DataFrame:
             "accuracy": m["eval"]["accuracy"],
             "baseline_accuracy": m.get("baseline_eval", {}).get("accuracy"),
             "temperature": m.get("sampling", {}).get("temperature"),
-            "samples": m.get("sampling", {}).get("samples"),
+            "samples": m.get("sampling", {}).get("samples") or m.get("train", {}).get("samples_drawn"),
             "kept": m.get("filter", {}).get("kept"),
             "kept_ratio": m.get("filter", {}).get("kept_ratio"),
             "questions_solved": m.get("filter", {}).get("questions_solved"),
@@ -188,4 +190,25 @@ def second_set_table(run: Run) -> pd.DataFrame:
                      "solution_loss": rft.get("solution_loss"),
                      "baseline_accuracy": (base or {}).get("accuracy"),
                      "baseline_solution_loss": (base or {}).get("solution_loss")})
+    return pd.DataFrame(rows)
+
+
+def compare_runs(run_dirs: list[str | Path]) -> pd.DataFrame:
+    """Runs side by side (e.g. SFT vs LoRA vs DPO vs GRPO on the same task): how each trained, its accuracy at
+    each iteration, the samples it drew, and its wall time."""
+    rows = []
+    for run_dir in run_dirs:
+        run = Run(run_dir)
+        summary = run_summary(run)
+        if summary.empty:
+            continue
+        train = run.config.train
+        stages = run.state()["stages"]
+        rows.append({
+            "run": run.dir.name, "algorithm": train.algorithm, "method": train.method,
+            **{f"acc_iter_{int(i):02d}": acc for i, acc in zip(summary["iteration"], summary["accuracy"])},
+            "gain": summary["accuracy"].iloc[-1] - summary["accuracy"].iloc[0],
+            "samples_drawn": int(summary["samples"].fillna(0).sum()),
+            "minutes": round(sum(s.get("seconds", 0) for s in stages.values()) / 60, 1),
+        })
     return pd.DataFrame(rows)

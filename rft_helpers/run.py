@@ -4,11 +4,13 @@
     DIR/data/{train,test,seed}.jsonl   the task's splits (and <name>.jsonl: eval.second_set's questions)
     DIR/base_model/               the scratch model (only when model.name_or_path is "scratch")
     DIR/iter_NN/                  samples.jsonl, scored.jsonl, train.jsonl, checkpoint/, metrics.json, notebooks
+    DIR/best_checkpoint           link to the checkpoint with the best test accuracy so far (run.json: "best")
     DIR/05_report.ipynb           the executed report
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -167,6 +169,27 @@ class Run:
         state = self.state()
         state["stages"][key] = {**state["stages"].get(key, {}), **fields}
         write_json(self.dir / RUN_FILE, state)
+
+    @property
+    def best_link(self) -> Path:
+        return self.dir / "best_checkpoint"
+
+    def record_best(self, iteration: int, accuracy: float) -> dict:
+        """Track the best-evaluated model, not just the last: run.json's "best" and the link DIR/best_checkpoint
+        to its folder (later iterations keep their own checkpoints)."""
+        state = self.state()
+        best = state.get("best")
+        if best is None or accuracy > best["accuracy"] or best["iteration"] == iteration:
+            checkpoint = self.policy_model(iteration + 1)  # the model this iteration evaluated
+            best = {"iteration": iteration, "accuracy": accuracy, "checkpoint": checkpoint}
+            state["best"] = best
+            write_json(self.dir / RUN_FILE, state)
+            if Path(checkpoint).is_dir():
+                tmp = self.best_link.with_name(".best_checkpoint.tmp")
+                tmp.unlink(missing_ok=True)
+                tmp.symlink_to(os.path.relpath(checkpoint, self.dir))
+                os.replace(tmp, self.best_link)
+        return best
 
     def metrics(self, iteration: int) -> dict:
         path = self.iter_dir(iteration) / "metrics.json"

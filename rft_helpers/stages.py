@@ -4,18 +4,21 @@ outputs there (atomically) and records its numbers in the iteration's metrics.js
 from __future__ import annotations
 
 import random
+import shutil
 import time
 
+from . import train
 from .config import EvalConfig, EvalSetConfig, FilterConfig, SampleConfig, TrainConfig
 from .data import build_prompt, load_split, seed_examples
 from .evaluate import accuracy_summary, greedy_predictions, sampled_predictions, sampled_summary, solution_loss
 from .filters import apply_filters, balance_score, build_pairs, build_train_set, filter_summary, score_samples
 from .io import read_jsonl, write_jsonl
+from .launch import launch_training
 from .models import load_model, load_tokenizer
 from .rewards import get_reward
 from .run import Run
 from .sampling import SamplingParams, get_engine
-from .train import dpo_train, grpo_train, saved_steps, sft_train
+from .train import TrainResult, saved_steps
 
 
 def questions_for(run: Run, iteration: int, num_questions: int | None) -> list[dict]:
@@ -27,36 +30,54 @@ def questions_for(run: Run, iteration: int, num_questions: int | None) -> list[d
 
 
 def engine_options(run: Run, batch_size: int, iteration: int) -> dict:
-    """What every engine is built with: the run's dtype and seed, plus the vLLM settings (ignored by others)."""
-    return run.config.vllm.model_dump() | {"dtype": run.config.model.dtype, "batch_size": batch_size,
-                                           "seed": run.iteration_seed(iteration)}
+    """What every engine is built with: the run's dtype and seed, plus the vLLM and openai settings (each engine
+    ignores the others')."""
+    return run.config.vllm.model_dump() | run.config.openai.engine_options() | {
+        "dtype": run.config.model.dtype, "batch_size": batch_size, "seed": run.iteration_seed(iteration)}
 
 
 def sample_stage(run: Run, iteration: int, config: SampleConfig, progress: bool = True) -> list[dict]:
     """01_sample: n completions per question from the current policy -> samples.jsonl. With temperature auto,
-    a probe on a few questions picks the temperature first (see `choose_temperature`)."""
+    a probe on a few questions picks the temperature first (see `choose_temperature`).
+
+    Questions are sampled in chunks of `chunk_questions`, each written to samples.parts/ as it finishes; a stage
+    that runs again after a crash samples only the chunks that are missing (with the same seeds, so the result is
+    the one an uninterrupted run gives), then joins the chunks into samples.jsonl."""
     model_path = run.policy_model(iteration)
     engine = get_engine(config.engine, model_path, **engine_options(run, config.batch_size, iteration))
     questions = questions_for(run, iteration, config.num_questions)
+    parts = run.iter_dir(iteration) / "samples.parts"
     start = time.perf_counter()
     auto = None
     if config.temperature == "auto":
         auto = choose_temperature(run, iteration, engine, questions, config, progress)
         config = config.model_copy(update={"temperature": auto["temperature"]})
-    params = SamplingParams(n=config.n, temperature=config.temperature, top_p=config.top_p,
-                            max_new_tokens=config.max_new_tokens, seed=run.iteration_seed(iteration))
-    rows = sample_rows(engine, questions, run.system_prompt, params, progress)
+    record = {"engine": config.engine, "model": getattr(engine, "model_name", model_path)}
+    chunks = [questions[i:i + config.chunk_questions] for i in range(0, len(questions), config.chunk_questions)]
+    resumed = sum(len(chunk) for k, chunk in enumerate(chunks) if (parts / f"{k:05d}.jsonl").exists())
+    sampled_tokens = 0
+    for k, chunk in enumerate(chunks):
+        if (parts / f"{k:05d}.jsonl").exists():
+            continue
+        params = SamplingParams(n=config.n, temperature=config.temperature, top_p=config.top_p,
+                                max_new_tokens=config.max_new_tokens, seed=run.iteration_seed(iteration) + 100_003 * k)
+        rows = sample_rows(engine, chunk, run.system_prompt, params, progress)
+        for row in rows:
+            row["sampling"] |= record
+        write_jsonl(parts / f"{k:05d}.jsonl", rows)
+        sampled_tokens += sum(r["completion_tokens"] for r in rows)
     seconds = time.perf_counter() - start
+    usage = getattr(engine, "usage", None)
     engine.close()
-    for row in rows:
-        row["sampling"] |= {"engine": config.engine, "model": model_path}
+    rows = [row for k in range(len(chunks)) for row in read_jsonl(parts / f"{k:05d}.jsonl")]
     write_jsonl(run.iter_dir(iteration) / "samples.jsonl", rows)
-    tokens = sum(r["completion_tokens"] for r in rows)
+    shutil.rmtree(parts)
     run.update_metrics(iteration, "sampling", {
-        "questions": len(questions), "samples": len(rows), "completion_tokens": tokens,
-        "tokens_per_s": round(tokens / seconds, 1) if seconds else None, "seconds": round(seconds, 2),
-        "temperature": config.temperature, "top_p": config.top_p, "n": config.n, "model": model_path,
-    } | ({"auto_temperature": auto} if auto else {}))
+        "questions": len(questions), "samples": len(rows), "completion_tokens": sum(r["completion_tokens"] for r in rows),
+        "tokens_per_s": round(sampled_tokens / seconds, 1) if seconds else None, "seconds": round(seconds, 2),
+        "temperature": config.temperature, "top_p": config.top_p, "n": config.n, "model": record["model"],
+    } | ({"resumed_questions": resumed} if resumed else {}) | ({"auto_temperature": auto} if auto else {})
+      | ({"usage": usage | run.config.openai.cost(usage)} if usage else {}))
     return rows
 
 
@@ -112,8 +133,10 @@ def train_stage(run: Run, iteration: int, config: TrainConfig) -> dict:
     common = dict(learning_rate=config.learning_rate, batch_size=config.batch_size, seed=run.config.seed + iteration,
                   bf16=config.bf16, gradient_checkpointing=config.gradient_checkpointing,
                   lora=config.lora if config.method == "lora" else None)
+    sft = dict(batching=config.batching)
     if iteration == 0:
-        result = sft_train(run.base_model, seed_set, run.checkpoint(0), max_steps=config.max_steps, **common)
+        result = training(config, "sft_train", run.base_model, seed_set, run.checkpoint(0), max_steps=config.max_steps,
+                          **common, **sft)
         return run.update_metrics(0, "train", {"mode": "warmup", "init": run.base_model, **result.summary})["train"]
 
     init = run.start_model() if config.init == "base" else run.policy_model(iteration)
@@ -121,25 +144,37 @@ def train_stage(run: Run, iteration: int, config: TrainConfig) -> dict:
                    save_state=config.init == "resume")
     output, summary = run.checkpoint(iteration), {"mode": config.algorithm, "method": config.method, "init": init}
     if config.algorithm == "grpo":  # on-policy: it samples as it trains, with the sample and filter settings
-        result = grpo_train(init, grpo_questions(run, iteration), output, **grpo_options(run, iteration, config), **common)
+        result = training(config, "grpo_train", init, grpo_questions(run, iteration), output,
+                          **grpo_options(run, iteration, config), **common)
+        summary["samples_drawn"] = result.steps * config.batch_size  # completions GRPO generated
     else:
         data = read_jsonl(run.iter_dir(iteration) / ("pairs.jsonl" if config.algorithm == "dpo" else "train.jsonl"))
         if not data:  # nothing kept: the model stays as it is, and the next stages use the newest checkpoint
             return run.update_metrics(iteration, "train", {"mode": "skipped", "reason": f"no {config.algorithm} data",
                                                            "steps": 0})["train"]
         if config.algorithm == "dpo":
-            result = dpo_train(init, data, output, beta=config.beta, **common)
+            result = training(config, "dpo_train", init, data, output, beta=config.beta, **common)
         else:
             mixed = seed_set if config.mix_seed else []
-            result = sft_train(init, data + mixed, output, **common)
+            result = training(config, "sft_train", init, data + mixed, output, **common, **sft)
             summary |= {"kept_examples": len(data), "seed_examples": len(mixed)}
     summary |= {**result.summary, "resumed_at_step": saved_steps(init) if config.init == "resume" else None,
                 "loss_history": result.loss_history, "reward_history": result.reward_history}
     common["max_steps"] = result.steps
     if config.baseline:
-        baseline = sft_train(run.baseline_model(iteration), seed_set, run.baseline_checkpoint(iteration), **common)
+        baseline = training(config, "sft_train", run.baseline_model(iteration), seed_set,
+                            run.baseline_checkpoint(iteration), **common, **sft)
         summary["baseline"] = baseline.summary
     return run.update_metrics(iteration, "train", summary)["train"]
+
+
+def training(config: TrainConfig, function: str, *args, **kwargs) -> TrainResult:
+    """One call of rft_helpers.train.<function>: here, or on `num_processes` processes through accelerate."""
+    if config.num_processes == 1:
+        return getattr(train, function)(*args, **kwargs)
+    lora = kwargs.get("lora")
+    return launch_training(function, list(args), kwargs | {"lora": lora.model_dump() if lora else None},
+                           config.num_processes, config.accelerate_config)
 
 
 def grpo_questions(run: Run, iteration: int) -> list[dict]:
@@ -155,7 +190,7 @@ def grpo_options(run: Run, iteration: int, config: TrainConfig) -> dict:
     sample = resolved.sample
     if sample.temperature == "auto":
         raise ValueError("sample.temperature: auto is not supported with train.algorithm grpo; give a number")
-    return dict(reward_fn=get_reward(resolved.filter.reward), num_generations=sample.n,
+    return dict(reward_fn=resolved.filter.reward, num_generations=sample.n,
                 max_completion_length=sample.max_new_tokens, temperature=sample.temperature, top_p=sample.top_p,
                 beta=config.beta)
 
@@ -183,6 +218,8 @@ def evaluate_stage(run: Run, iteration: int, config: EvalConfig, progress: bool 
             write_jsonl(run.iter_dir(iteration) / f"{prefix}sampled_predictions.jsonl", sampled)
             summary |= sampled_summary(sampled) | {"seconds": round(time.perf_counter() - start, 2)}
         results[section] = run.update_metrics(iteration, section, summary)[section]
+        if section == "eval":
+            run.record_best(iteration, summary["accuracy"])
         if check_second:
             key = f"{section}_{second.name}"
             results[key] = run.update_metrics(iteration, key, evaluate_second_set(run, engine, path, second, iteration,
@@ -198,6 +235,8 @@ def evaluate_second_set(run: Run, engine, model_path: str, config: EvalSetConfig
                         progress: bool) -> dict:
     """Greedy accuracy and reference-solution loss on the second set (forgetting shows as a rising loss)."""
     rows, system_prompt = run.second_set(), run.second_set_system_prompt
+    if hasattr(engine, "batch_size"):  # the second set is this engine's last job: its own batch size from here on
+        engine.batch_size = config.batch_size
     start = time.perf_counter()
     predictions = greedy_predictions(engine, rows, system_prompt, config.max_new_tokens, progress=progress)
     write_jsonl(run.iter_dir(iteration) / f"{prefix}predictions_{config.name}.jsonl", predictions)

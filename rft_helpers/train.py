@@ -8,16 +8,18 @@
 Each one trains every weight or LoRA adapters, can save and resume the optimizer state, and writes the checkpoint
 to a temporary folder renamed into place.
 
-On a CPU the loss is the model's own cross-entropy on the same labels. TRL's tiled LM head, which also computes
+On a CPU the SFT loss is the model's own cross-entropy on the same labels (`model_loss_sft_trainer`). TRL's tiled LM head, which also computes
 entropy and token-accuracy metrics, made each step 1.27x slower on SmolLM2-135M (batch 4, bf16 autocast). On a GPU
 TRL's head stays: it never holds the full (batch, length, vocabulary) logits in memory.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -48,15 +50,38 @@ class TrainResult:
         }
 
 
-def sft_train(model_path: str | Path, examples: list[dict], output_dir: str | Path, **options) -> TrainResult:
-    """Supervised fine-tuning on prompt/completion records, loss on the completion only. Options: see `train`."""
+# How SFT batches examples of different lengths (the `batching` option):
+BATCHING = {
+    "padded": {},  # random batches padded to their longest example (the Trainer's default)
+    # A batch is one row of concatenated examples (TRL's padding-free; no truncation: kept samples are short).
+    # Only FlashAttention keeps the examples apart: with sdpa or eager they attend to each other (measured).
+    "padding_free": {"padding_free": True, "max_length": None},
+    "length_grouped": {"train_sampling_strategy": "group_by_length"},  # batches of similar lengths, little padding
+}
+
+
+def sft_train(model_path: str | Path, examples: list[dict], output_dir: str | Path, *, batching: str = "padded",
+              **options) -> TrainResult:
+    """Supervised fine-tuning on prompt/completion records, loss on the completion only. `batching`: a key of
+    BATCHING. Options: see `train`."""
     from trl import SFTConfig, SFTTrainer
 
     if not examples:
         raise ValueError("no training examples: every sample was filtered out (see scored.jsonl reject_reason)")
+    if batching not in BATCHING:
+        raise ValueError(f"train.batching: unknown {batching!r}; choose one of {sorted(BATCHING)}")
+    attention = None
+    if batching == "padding_free":
+        import importlib.util
+
+        if not (torch.cuda.is_available() and importlib.util.find_spec("flash_attn")):
+            raise ValueError("train.batching: padding_free needs a GPU with flash-attn installed (with sdpa or eager "
+                             "attention the packed examples attend to each other); use length_grouped")
+        attention = "flash_attention_2"
     records = [{"prompt": e["prompt"], "completion": e["completion"]} for e in examples]
     trainer_class = SFTTrainer if torch.cuda.is_available() else model_loss_sft_trainer()
-    return train(model_path, records, output_dir, SFTConfig, trainer_class, **options)
+    return train(model_path, records, output_dir, SFTConfig, trainer_class, BATCHING[batching],
+                 attn_implementation=attention, **options)
 
 
 def dpo_train(model_path: str | Path, pairs: list[dict], output_dir: str | Path, *, beta: float = 0.1,
@@ -75,23 +100,23 @@ def grpo_train(model_path: str | Path, questions: list[dict], output_dir: str | 
                num_generations: int, max_completion_length: int, temperature: float, top_p: float = 1.0,
                beta: float = 0.0, **options) -> TrainResult:
     """On-policy GRPO (TRL's GRPOTrainer): each step samples `num_generations` completions per question, scores
-    them with `reward_fn` (the filter stage's reward: same signature) and pushes up the better-than-average ones.
-    `batch_size` counts completions, so it must be a multiple of num_generations. Options: see `train`."""
+    them with `reward_fn` (the filter stage's reward, or its name: same signature) and pushes up the ones better
+    than their group's mean. `batch_size` counts completions, so it must be a multiple of num_generations.
+    Options: see `train`."""
     from trl import GRPOConfig, GRPOTrainer
 
+    from .rewards import get_reward
+
+    reward_fn = get_reward(reward_fn) if isinstance(reward_fn, str) else reward_fn
     if options.get("batch_size", 0) % num_generations:
         raise ValueError(f"train.batch_size: {options.get('batch_size')} completions per step is not a multiple of "
                          f"sample.n={num_generations} (GRPO compares the n samples of a question within a step)")
     records = [{"prompt": q["prompt"], "answer": q["answer"]} for q in questions]
     grpo_args = {"num_generations": num_generations, "max_completion_length": max_completion_length,
                  "temperature": temperature, "top_p": top_p, "beta": beta}
-    trainer_class = _with_reward(GRPOTrainer, reward_fn)
+    trainer_class = functools.partial(GRPOTrainer, reward_funcs=reward_fn)
     return train(model_path, records, output_dir, GRPOConfig, trainer_class, grpo_args,
                  completions_per_record=num_generations, **options)
-
-
-def _with_reward(trainer_class, reward_fn):
-    return lambda **kwargs: trainer_class(reward_funcs=reward_fn, **kwargs)
 
 
 def train(
@@ -102,6 +127,7 @@ def train(
     trainer_class,
     trainer_args: dict | None = None,
     completions_per_record: int = 1,
+    attn_implementation: str | None = None,
     *,
     learning_rate: float,
     batch_size: int,
@@ -123,7 +149,7 @@ def train(
     from datasets import Dataset
 
     tokenizer = load_tokenizer(model_path)
-    model, peft_config = trainable_model(model_path, lora)
+    model, peft_config = trainable_model(model_path, lora, attn_implementation)
     previous_steps = saved_steps(model_path) if resume else None
     if previous_steps is not None:  # this call's steps come on top of the saved ones
         max_steps = previous_steps + (max_steps or math.ceil(num_epochs * math.ceil(
@@ -147,9 +173,8 @@ def train(
             use_cpu=not torch.cuda.is_available(),
             dataloader_num_workers=0,
             ignore_data_skip=True,  # resumed on new data: start at its first batch
-            **({"max_length": getattr(model.config, "max_position_embeddings", None)}
-               if "max_length" in config_class.__dataclass_fields__ else {}),
-            **(trainer_args or {}),
+            **(({"max_length": getattr(model.config, "max_position_embeddings", None)}
+                if "max_length" in config_class.__dataclass_fields__ else {}) | (trainer_args or {})),
         )
         trainer = trainer_class(model=model, args=args, train_dataset=Dataset.from_list(records),
                                 processing_class=tokenizer, peft_config=peft_config)
@@ -165,12 +190,34 @@ def train(
         trainer._save_rng_state(str(folder))
         trainer.state.save_to_json(str(folder / TRAINER_STATE))
 
-    save_checkpoint(trainer.model, tokenizer, output_dir, merge_adapter=lora is not None and lora.merge,
-                    extra=write_state if save_state else None)
+    merge = lora is not None and lora.merge
+    if trainer.accelerator.num_processes == 1:
+        save_checkpoint(trainer.model, tokenizer, output_dir, merge_adapter=merge, extra=write_state if save_state else None)
+    else:
+        save_distributed(trainer, tokenizer, output_dir, merge)
     logger.info("trained %d steps on %d records in %.1fs", steps, len(records), seconds)
     rewards = [log["reward"] for log in trainer.state.log_history if "reward" in log and log["step"] > first_step]
     return TrainResult(steps=steps, examples=len(records), seconds=seconds, loss_history=losses,
                        reward_history=rewards)
+
+
+def save_distributed(trainer, tokenizer, output_dir: str | Path, merge_adapter: bool) -> None:
+    """Save from several processes: every rank takes part in gathering the sharded weights (ZeRO-3, FSDP), the
+    main one writes them. A LoRA adapter to merge is saved first, then merged over its base on the main process."""
+    accelerator = trainer.accelerator
+    state_dict = accelerator.get_state_dict(trainer.model)  # collective: all ranks call it
+    if accelerator.is_main_process:
+        model = accelerator.unwrap_model(trainer.model)
+        if merge_adapter:
+            with tempfile.TemporaryDirectory() as folder:
+                model.save_pretrained(folder, state_dict=state_dict)
+                tokenizer.save_pretrained(folder)
+                merged = load_model(folder, "float32")  # the base with the adapter merged in
+                save_checkpoint(merged, tokenizer, output_dir,
+                                extra=lambda tmp: shutil.copytree(folder, tmp / "adapter"))
+        else:
+            save_checkpoint(model, tokenizer, output_dir, extra=None, state_dict=state_dict)
+    accelerator.wait_for_everyone()
 
 
 TRAINER_STATE = "trainer_state.json"
@@ -182,22 +229,22 @@ def saved_steps(checkpoint: str | Path) -> int | None:
     return json.loads(path.read_text())["global_step"] if path.is_file() else None
 
 
-def trainable_model(model_path: str | Path, lora: LoraSettings | None):
+def trainable_model(model_path: str | Path, lora: LoraSettings | None, attn_implementation: str | None = None):
     """The model to train, in float32 (small updates vanish in bf16 weights), and the PEFT config for TRL to wrap
     it with. An adapter folder trained with LoRA again continues that adapter, so every iteration's checkpoint
     stays one adapter over the same base model (which vLLM can serve); trained in full, it is merged first."""
     if lora is None:
-        return load_model(model_path, "float32").train(), None
+        return load_model(model_path, "float32", attn_implementation).train(), None
     if is_adapter(model_path):
         from peft import PeftModel
 
-        base = load_model(adapter_base(model_path), "float32")
+        base = load_model(adapter_base(model_path), "float32", attn_implementation)
         return PeftModel.from_pretrained(base, str(model_path), is_trainable=True).train(), None
     from peft import LoraConfig
 
     config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, task_type="CAUSAL_LM",
                         target_modules=lora.target_modules)
-    return load_model(model_path, "float32").train(), config
+    return load_model(model_path, "float32", attn_implementation).train(), config
 
 
 def model_loss_sft_trainer() -> type:

@@ -15,11 +15,12 @@ from rft_helpers.pipeline import STAGES, plan, run_pipeline, stage_parameters
 from rft_helpers.run import Run
 
 PARAMS = {
-    "01_sample": "engine num_questions n temperature top_p max_new_tokens batch_size auto_temperatures auto_questions "
-                 "auto_target_correct",
+    "01_sample": "engine num_questions n temperature top_p max_new_tokens batch_size chunk_questions auto_temperatures "
+                 "auto_questions auto_target_correct",
     "02_filter": "reward min_reward dedupe max_per_question prefer_shorter near_duplicate drop_too_easy "
                  "max_completion_tokens drop_truncated pairs_per_question script",
-    "03_train": "algorithm beta init method lora learning_rate num_epochs max_steps batch_size mix_seed baseline bf16 gradient_checkpointing",
+    "03_train": "algorithm beta init method lora learning_rate num_epochs max_steps batch_size mix_seed baseline bf16 "
+                "gradient_checkpointing batching num_processes accelerate_config",
     "04_evaluate": "engine num_questions max_new_tokens batch_size samples temperature top_p second_set",
     "05_report": "",
 }
@@ -165,6 +166,10 @@ def test_smoke_run_writes_the_run_directory_contract(smoke_run):
     assert {"eval", "sampling", "filter", "train", "timing_s"} <= set(metrics)
     assert 0.0 <= metrics["eval"]["accuracy"] <= 1.0 and metrics["eval"]["n"] == run.config.task.num_test
     assert "accuracy" in run.metrics(0)["eval"] and "baseline_eval" in run.metrics(0)
+    best = run.state()["best"]  # the best-evaluated model, linked from the run folder
+    accuracies = [run.metrics(i)["eval"]["accuracy"] for i in range(run.config.iterations + 1)]
+    assert best["accuracy"] == max(accuracies) and best["iteration"] == accuracies.index(max(accuracies))
+    assert (run.dir / "best_checkpoint").resolve() == Path(best["checkpoint"]).resolve()
     assert (run.iter_dir(0) / "checkpoint" / "config.json").exists()
 
 

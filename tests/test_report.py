@@ -56,3 +56,24 @@ def test_accuracy_by_group_and_second_set_table(tmp_path):
     forgetting = second_set_table(run)
     assert list(forgetting["solution_loss"]) == [1.5, 2.5] and list(forgetting["baseline_solution_loss"]) == [1.5, 3.5]
     assert accuracy_by_group(run, "level").empty
+
+
+def test_compare_runs_puts_training_modes_side_by_side(tmp_path):
+    from rft_helpers.config import config_from_dict
+    from rft_helpers.report import compare_runs
+
+    for name, algorithm, accuracies in [("sft", "sft", (0.2, 0.6)), ("grpo", "grpo", (0.2, 0.4))]:
+        config = config_from_dict({"iterations": 1, "train": {"algorithm": algorithm}})
+        write_json(tmp_path / name / "run.json", {"config": config.model_dump(mode="json"),
+                                                  "stages": {"a": {"seconds": 60}, "b": {"seconds": 30}}})
+        run = Run(tmp_path / name)
+        for i, acc in enumerate(accuracies):
+            run.update_metrics(i, "eval", {"accuracy": acc})
+        if algorithm == "sft":
+            run.update_metrics(1, "sampling", {"samples": 800})
+        else:  # GRPO samples inside its trainer
+            run.update_metrics(1, "train", {"mode": "grpo", "samples_drawn": 800})
+    table = compare_runs([tmp_path / "sft", tmp_path / "grpo"])
+    assert list(table["algorithm"]) == ["sft", "grpo"] and list(table["acc_iter_01"]) == [0.6, 0.4]
+    assert list(table["samples_drawn"]) == [800, 800] and list(table["minutes"]) == [1.5, 1.5]
+    assert [round(g, 2) for g in table["gain"]] == [0.4, 0.2]

@@ -168,3 +168,54 @@ def test_grpo_batch_must_hold_whole_groups(tiny_model_dir, tmp_path):
     with pytest.raises(ValueError, match="train.batch_size: 6 completions per step is not a multiple of sample.n=4"):
         grpo_train(tiny_model_dir, [], tmp_path / "x", reward_fn=count_sevens, num_generations=4,
                    max_completion_length=8, temperature=1.0, learning_rate=1e-3, batch_size=6)
+
+
+def test_training_on_two_processes_through_accelerate_launch(tiny_model_dir, tmp_path):
+    """The multi-GPU path, run for real on two CPU processes (params/accelerate/cpu.yaml: DDP over gloo)."""
+    from rft_helpers.launch import launch_training
+
+    out, lines = tmp_path / "ddp", []
+    result = launch_training("sft_train", [tiny_model_dir, EXAMPLES, out],
+                             {"learning_rate": 3e-3, "batch_size": 4, "max_steps": 3, "lora": None},
+                             num_processes=2, accelerate_config="cpu", log=lines.append)
+    assert result.steps == 3 and len(result.loss_history) == 3
+    assert "accelerate.commands.launch" in lines[0] and "--num_processes 2" in lines[0]
+    before, after = load_model(tiny_model_dir).state_dict(), load_model(out).state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert not list(tmp_path.glob(".ddp.*"))  # one process wrote the checkpoint, renamed into place
+
+
+def test_unknown_accelerate_config_is_named(tmp_path):
+    import pytest
+
+    from rft_helpers.exceptions import ConfigError
+    from rft_helpers.launch import accelerate_config_path
+
+    assert accelerate_config_path("deepspeed_zero3").name == "deepspeed_zero3.yaml"
+    with pytest.raises(ConfigError, match=r"train.accelerate_config: no such file: .*zero9.yaml \(names: cpu, ddp, "):
+        accelerate_config_path("zero9")
+
+
+def test_padding_free_is_refused_where_packed_examples_would_attend_to_each_other(tiny_model_dir, tmp_path):
+    """Without FlashAttention, a packed row's examples see each other: the logits of every example after the first
+    change (measured: up to 0.25 on the tiny model), so the option is refused on CPUs."""
+    import pytest
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    from rft_helpers.models import load_tokenizer
+
+    model, tok = load_model(tiny_model_dir), load_tokenizer(tiny_model_dir)
+    rows = [tok(tok.apply_chat_template(e["prompt"] + e["completion"], tokenize=False),
+                add_special_tokens=False)["input_ids"] for e in EXAMPLES[:3]]
+    packed = DataCollatorForLanguageModeling(pad_token_id=tok.pad_token_id, padding_free=True)(
+        [{"input_ids": ids} for ids in rows])
+    with torch.no_grad():
+        logits = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"]).logits[0]
+        alone = model(input_ids=torch.tensor([rows[1]])).logits[0]
+    assert (logits[len(rows[0]):len(rows[0]) + len(rows[1])] - alone).abs().max() > 1e-3  # the leak
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="train.batching: padding_free needs a GPU with flash-attn"):
+            sft_train(tiny_model_dir, EXAMPLES, tmp_path / "x", learning_rate=1e-3, batch_size=4, batching="padding_free")
+    result = sft_train(tiny_model_dir, EXAMPLES, tmp_path / "grouped", learning_rate=1e-3, batch_size=4, max_steps=2,
+                       batching="length_grouped")
+    assert result.steps == 2
