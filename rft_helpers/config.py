@@ -248,7 +248,8 @@ class TrainConfig(_Strict):
 
 
 class WarmupConfig(_Strict):
-    """Iteration 0: a short SFT on the seed set so the starting model is weak but not hopeless (0 steps: skip)."""
+    """Iteration 0: a short SFT of all weights on the seed set, so the starting model is weak but not hopeless and
+    the same for every training algorithm and method (0 steps: skip)."""
 
     max_steps: int = Field(0, ge=0, description="optimizer steps on the seed set (0: evaluate the model as it is)")
     learning_rate: float = Field(1e-3, gt=0, description="peak learning rate")

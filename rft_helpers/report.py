@@ -137,7 +137,7 @@ def plot_accuracy(summary: pd.DataFrame, ax=None):
 def plot_kept(summary: pd.DataFrame, ax=None):
     import matplotlib.pyplot as plt
 
-    data = summary[summary["iteration"] > 0]
+    data = summary[(summary["iteration"] > 0) & summary["kept_ratio"].notna()]  # GRPO iterations keep nothing
     ax = ax or plt.subplots(figsize=(6, 3))[1]
     ax.bar(data["iteration"], data["kept_ratio"])
     ax.set(xlabel="iteration", ylabel="kept / sampled", title="Kept ratio")

@@ -134,9 +134,9 @@ def train_stage(run: Run, iteration: int, config: TrainConfig) -> dict:
                   bf16=config.bf16, gradient_checkpointing=config.gradient_checkpointing,
                   lora=config.lora if config.method == "lora" else None)
     sft = dict(batching=config.batching)
-    if iteration == 0:
+    if iteration == 0:  # the warm-up makes the starting model every algorithm and method shares: all weights
         result = training(config, "sft_train", run.base_model, seed_set, run.checkpoint(0), max_steps=config.max_steps,
-                          **common, **sft)
+                          **common | {"lora": None}, **sft)
         return run.update_metrics(0, "train", {"mode": "warmup", "init": run.base_model, **result.summary})["train"]
 
     init = run.start_model() if config.init == "base" else run.policy_model(iteration)
