@@ -54,22 +54,24 @@ def sample_stage(run: Run, iteration: int, config: SampleConfig, progress: bool 
         config = config.model_copy(update={"temperature": auto["temperature"]})
     record = {"engine": config.engine, "model": getattr(engine, "model_name", model_path)}
     chunks = [questions[i:i + config.chunk_questions] for i in range(0, len(questions), config.chunk_questions)]
-    resumed = sum(len(chunk) for k, chunk in enumerate(chunks) if (parts / f"{k:05d}.jsonl").exists())
+    part = [parts / f"{k:05d}.jsonl" for k in range(len(chunks))]
+    done = {k for k in range(len(chunks)) if part[k].exists()}  # written before a crash: not sampled again
+    resumed = sum(len(chunks[k]) for k in done)
     sampled_tokens = 0
     for k, chunk in enumerate(chunks):
-        if (parts / f"{k:05d}.jsonl").exists():
+        if k in done:
             continue
         params = SamplingParams(n=config.n, temperature=config.temperature, top_p=config.top_p,
                                 max_new_tokens=config.max_new_tokens, seed=run.iteration_seed(iteration) + 100_003 * k)
         rows = sample_rows(engine, chunk, run.system_prompt, params, progress)
         for row in rows:
             row["sampling"] |= record
-        write_jsonl(parts / f"{k:05d}.jsonl", rows)
+        write_jsonl(part[k], rows)
         sampled_tokens += sum(r["completion_tokens"] for r in rows)
     seconds = time.perf_counter() - start
     usage = getattr(engine, "usage", None)
     engine.close()
-    rows = [row for k in range(len(chunks)) for row in read_jsonl(parts / f"{k:05d}.jsonl")]
+    rows = [row for path in part for row in read_jsonl(path)]
     write_jsonl(run.iter_dir(iteration) / "samples.jsonl", rows)
     shutil.rmtree(parts)
     run.update_metrics(iteration, "sampling", {

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlparse
 
@@ -42,8 +41,7 @@ class OpenAIEngine:
                  timeout_s: float = 120.0):
         self.base_url, self.model_name, self.max_concurrency = base_url, model, max_concurrency
         self._client_options = dict(base_url=base_url, api_key=key, max_retries=max_retries, timeout=timeout_s)
-        self.usage = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0}
-        self._lock = threading.Lock()
+        self.usage = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0}  # updated in the loop's one thread
 
     @classmethod
     def from_path(cls, path, base_url: str = "http://localhost:8000/v1", model: str | None = None,
@@ -83,10 +81,9 @@ class OpenAIEngine:
         usage = response.usage
         prompt_tokens = usage.prompt_tokens if usage else 0
         total = usage.completion_tokens if usage else 0
-        with self._lock:
-            self.usage["requests"] += 1
-            self.usage["prompt_tokens"] += prompt_tokens
-            self.usage["completion_tokens"] += total
+        self.usage["requests"] += 1
+        self.usage["prompt_tokens"] += prompt_tokens
+        self.usage["completion_tokens"] += total
         choices = sorted(response.choices, key=lambda c: c.index)
         # The API counts completion tokens per request: each choice gets its share.
         shares = [total // len(choices) + (i < total % len(choices)) for i in range(len(choices))]
