@@ -109,8 +109,10 @@ class TaskConfig(_Strict):
 class SampleConfig(_Strict):
     """01_sample: k completions per training question."""
 
-    engine: Literal["transformers", "vllm", "openai"] = Field(
-        "transformers", description="sampling engine (vllm: see `vllm:`; openai: an endpoint, see `openai:`)"
+    engine: Literal["auto", "transformers", "vllm", "openai"] = Field(
+        "transformers",
+        description="sampling engine (auto: vllm on a GPU where it is installed, else transformers; vllm: see "
+                    "`vllm:`; openai: an endpoint, see `openai:`)"
     )
     num_questions: int | None = Field(None, gt=0, description="questions sampled per iteration (None: all of train)")
     n: int = Field(8, gt=0, description="completions per question")
@@ -136,10 +138,15 @@ class VLLMConfig(_Strict):
     """Settings of the vLLM engine, used by sampling and evaluation when their engine is vllm."""
 
     tensor_parallel_size: int = Field(1, gt=0, description="GPUs one model is split over")
+    data_parallel_size: int = Field(
+        1, gt=0, description="model replicas (one process each, on tensor_parallel_size GPUs) sharing the sample "
+                             "stage's chunks; on CPU each replica takes a share of the cores"
+    )
     gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="share of GPU memory vLLM may take")
     kv_cache_gib: float | None = Field(None, gt=0, description="KV cache size in GiB (CPU default 4; None: from the GPU share)")
     enable_prefix_caching: bool = Field(True, description="reuse the KV cache of shared prompt prefixes")
     max_model_len: int | None = Field(None, gt=0, description="longest prompt + completion (None: the model's)")
+    enforce_eager: bool = Field(False, description="skip torch.compile and CUDA graphs: starts faster, samples slower")
 
 
 class OpenAIConfig(_Strict):
@@ -275,7 +282,8 @@ class EvalSetConfig(DatasetSource):
 class EvalConfig(_Strict):
     """04_evaluate: greedy pass@1 on the test split; with `samples: k`, also maj@k and unbiased pass@k."""
 
-    engine: Literal["transformers", "vllm"] = Field("transformers", description="engine for the greedy answers")
+    engine: Literal["auto", "transformers", "vllm"] = Field(
+        "transformers", description="engine for the greedy answers (auto: vllm on a GPU where it is installed)")
 
     num_questions: int | None = Field(None, gt=0, description="test questions evaluated (None: all)")
     max_new_tokens: int = Field(64, gt=0, description="longest answer, in tokens")

@@ -6,6 +6,9 @@ from __future__ import annotations
 import random
 import shutil
 import time
+from pathlib import Path
+
+from tqdm.auto import tqdm
 
 from . import train
 from .config import EvalConfig, EvalSetConfig, FilterConfig, SampleConfig, TrainConfig
@@ -17,7 +20,8 @@ from .launch import launch_training
 from .models import load_model, load_tokenizer
 from .rewards import get_reward
 from .run import Run
-from .sampling import SamplingParams, get_engine
+from .sampling import SamplingParams, get_engine, resolve_engine
+from .sampling.data_parallel import is_moe, sample_data_parallel
 from .train import TrainResult, saved_steps
 
 
@@ -42,45 +46,74 @@ def sample_stage(run: Run, iteration: int, config: SampleConfig, progress: bool 
 
     Questions are sampled in chunks of `chunk_questions`, each written to samples.parts/ as it finishes; a stage
     that runs again after a crash samples only the chunks that are missing (with the same seeds, so the result is
-    the one an uninterrupted run gives), then joins the chunks into samples.jsonl."""
+    the one an uninterrupted run gives), then joins the chunks into samples.jsonl. With vLLM and
+    `vllm.data_parallel_size` > 1, that many replicas share the chunks, one process each (see
+    `sampling.data_parallel`)."""
+    config = config.model_copy(update={"engine": resolve_engine(config.engine)})
     model_path = run.policy_model(iteration)
-    engine = get_engine(config.engine, model_path, **engine_options(run, config.batch_size, iteration))
-    questions = questions_for(run, iteration, config.num_questions)
-    parts = run.iter_dir(iteration) / "samples.parts"
+    chunks = question_chunks(run, iteration, config)
+    parts_dir = run.iter_dir(iteration) / "samples.parts"
+    parts = [parts_dir / f"{k:05d}.jsonl" for k in range(len(chunks))]
+    todo = [k for k in range(len(chunks)) if not parts[k].exists()]  # the others were written before a crash
+    resumed = sum(len(chunks[k]) for k in range(len(chunks)) if k not in todo)
+    replicas = run.config.vllm.data_parallel_size if config.engine == "vllm" else 1
+    engine = auto = ranks = None
+    if replicas == 1 or config.temperature == "auto":
+        engine = get_engine(config.engine, model_path, **engine_options(run, config.batch_size, iteration))
     start = time.perf_counter()
-    auto = None
     if config.temperature == "auto":
-        auto = choose_temperature(run, iteration, engine, questions, config, progress)
+        auto = choose_temperature(run, iteration, engine, [q for c in chunks for q in c], config, progress)
         config = config.model_copy(update={"temperature": auto["temperature"]})
-    record = {"engine": config.engine, "model": getattr(engine, "model_name", model_path)}
-    chunks = [questions[i:i + config.chunk_questions] for i in range(0, len(questions), config.chunk_questions)]
-    part = [parts / f"{k:05d}.jsonl" for k in range(len(chunks))]
-    done = {k for k in range(len(chunks)) if part[k].exists()}  # written before a crash: not sampled again
-    resumed = sum(len(chunks[k]) for k in done)
-    sampled_tokens = 0
-    for k, chunk in enumerate(chunks):
-        if k in done:
-            continue
-        params = SamplingParams(n=config.n, temperature=config.temperature, top_p=config.top_p,
-                                max_new_tokens=config.max_new_tokens, seed=run.iteration_seed(iteration) + 100_003 * k)
-        rows = sample_rows(engine, chunk, run.system_prompt, params, progress)
-        for row in rows:
-            row["sampling"] |= record
-        write_jsonl(part[k], rows)
-        sampled_tokens += sum(r["completion_tokens"] for r in rows)
+    if replicas > 1:
+        if engine is not None:
+            engine.close()  # the probe's replica frees its GPUs for the data-parallel ones
+        bar = tqdm(total=len(todo), desc=f"chunks on {replicas} vLLM replicas", disable=not progress)
+        ranks = sample_data_parallel(run.dir, iteration, config.model_dump(mode="json"), todo, parts_dir,
+                                     replicas, run.config.vllm.tensor_parallel_size, is_moe(model_path),
+                                     lambda k: bar.update())
+        bar.close()
+        sampled_tokens = sum(r["completion_tokens"] for r in ranks)
+        generation_seconds = max(r["seconds"] for r in ranks)
+        model_name, usage = model_path, None
+    else:
+        sampled_tokens = sum(sample_chunk(run, iteration, config, engine, k, chunks[k], parts[k], progress)
+                             for k in todo)
+        generation_seconds = time.perf_counter() - start
+        model_name, usage = getattr(engine, "model_name", model_path), getattr(engine, "usage", None)
+        engine.close()
     seconds = time.perf_counter() - start
-    usage = getattr(engine, "usage", None)
-    engine.close()
-    rows = [row for path in part for row in read_jsonl(path)]
+    rows = [row for path in parts for row in read_jsonl(path)]
     write_jsonl(run.iter_dir(iteration) / "samples.jsonl", rows)
-    shutil.rmtree(parts)
+    shutil.rmtree(parts_dir, ignore_errors=True)
     run.update_metrics(iteration, "sampling", {
-        "questions": len(questions), "samples": len(rows), "completion_tokens": sum(r["completion_tokens"] for r in rows),
-        "tokens_per_s": round(sampled_tokens / seconds, 1) if seconds else None, "seconds": round(seconds, 2),
-        "temperature": config.temperature, "top_p": config.top_p, "n": config.n, "model": record["model"],
+        "questions": sum(map(len, chunks)), "samples": len(rows),
+        "completion_tokens": sum(r["completion_tokens"] for r in rows),
+        "tokens_per_s": round(sampled_tokens / generation_seconds, 1) if generation_seconds else None,
+        "seconds": round(seconds, 2), "engine": config.engine,
+        "temperature": config.temperature, "top_p": config.top_p, "n": config.n, "model": model_name,
     } | ({"resumed_questions": resumed} if resumed else {}) | ({"auto_temperature": auto} if auto else {})
-      | ({"usage": usage | run.config.openai.cost(usage)} if usage else {}))
+      | ({"usage": usage | run.config.openai.cost(usage)} if usage else {})
+      | ({"data_parallel": {"replicas": replicas, "ranks": ranks}} if ranks else {}))
     return rows
+
+
+def question_chunks(run: Run, iteration: int, config: SampleConfig) -> list[list[dict]]:
+    """This iteration's questions in chunks of `chunk_questions`: the unit written, resumed and shared out."""
+    questions = questions_for(run, iteration, config.num_questions)
+    return [questions[i:i + config.chunk_questions] for i in range(0, len(questions), config.chunk_questions)]
+
+
+def sample_chunk(run: Run, iteration: int, config: SampleConfig, engine, k: int, chunk: list[dict], path: Path,
+                 progress: bool) -> int:
+    """Sample chunk k (its seed depends on k only, so where and when it runs does not change it) and write it to
+    `path`; returns its completion tokens."""
+    params = SamplingParams(n=config.n, temperature=config.temperature, top_p=config.top_p,
+                            max_new_tokens=config.max_new_tokens, seed=run.iteration_seed(iteration) + 100_003 * k)
+    rows = sample_rows(engine, chunk, run.system_prompt, params, progress)
+    for row in rows:
+        row["sampling"] |= {"engine": engine.name, "model": getattr(engine, "model_name", run.policy_model(iteration))}
+    write_jsonl(path, rows)
+    return sum(r["completion_tokens"] for r in rows)
 
 
 def sample_rows(engine, questions: list[dict], system_prompt: str | None, params: SamplingParams,

@@ -49,6 +49,22 @@ def test_unknown_engine_and_count_check(tiny_model_dir):
         check_counts([1, 2], [[1, 1, 1], [1]], 3, "fake")
 
 
+def test_auto_engine_is_vllm_only_on_a_gpu_with_vllm_installed(monkeypatch, tiny_model_dir):
+    import importlib.util
+
+    from rft_helpers.sampling import resolve_engine
+
+    assert resolve_engine("openai") == "openai"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_engine("auto") == "transformers"
+    assert get_engine("auto", tiny_model_dir).name == "transformers"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    expected = "vllm" if importlib.util.find_spec("vllm") else "transformers"
+    assert resolve_engine("auto") == expected
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert resolve_engine("auto") == "transformers"
+
+
 def test_shared_prompt_cache_samples_like_separate_prompt_encodings(tiny_model_dir):
     """Encoding a prompt once for its n samples changes the cost, not the samples (same seed, float32)."""
     engine = TransformersEngine(load_model(tiny_model_dir), load_tokenizer(tiny_model_dir), batch_size=3)

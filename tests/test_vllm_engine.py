@@ -77,7 +77,7 @@ def test_gpu_calls_seed_each_request_and_size_the_cache(monkeypatch, tiny_model_
                         gpu_memory_utilization=0.5, kv_cache_gib=2.0, enable_prefix_caching=True, max_model_len=128)
     (_, init), = FakeLLM.calls
     assert init == {"model": str(tiny_model_dir), "dtype": "bfloat16", "seed": 5, "tensor_parallel_size": 2,
-                    "gpu_memory_utilization": 0.5, "enable_prefix_caching": True, "max_model_len": 128,
+                    "gpu_memory_utilization": 0.5, "enable_prefix_caching": True, "max_model_len": 128, "enforce_eager": False,
                     "kv_cache_memory_bytes": 2 * 2**30}
     prompts = [[{"role": "user", "content": "1+1=?"}], [{"role": "user", "content": "2+2=?"}]]
     out = engine.generate(prompts, SamplingParams(n=4, temperature=0.8, top_p=0.9, max_new_tokens=7, seed=3))

@@ -45,6 +45,7 @@ class VLLMEngine:
         kv_cache_gib: float | None = None,
         enable_prefix_caching: bool = True,
         max_model_len: int | None = None,
+        enforce_eager: bool = False,
         **_unused,
     ) -> "VLLMEngine":
         if not vllm_available():
@@ -69,7 +70,7 @@ class VLLMEngine:
         llm = LLM(
             model=model, dtype=dtype, seed=seed, tensor_parallel_size=tensor_parallel_size,
             gpu_memory_utilization=gpu_memory_utilization, enable_prefix_caching=enable_prefix_caching,
-            max_model_len=max_model_len, **options,
+            max_model_len=max_model_len, enforce_eager=enforce_eager, **options,
         )
         return cls(llm, load_tokenizer(path), lora_request)
 
