@@ -3,8 +3,9 @@
 Each mode runs the demo recipe (`params/demo.yaml`: warm-up, then 3 iterations) into outputs/modes-<mode>/, with
 `--questions` questions x 8 samples per iteration; GRPO draws the same number of completions inside its trainer
 (one optimizer step per 32). The baseline is off: the modes are compared with each other. Learning rates are the
-usual ones for each method, not tuned here. Prints a table and, last, one JSON line.
-Usage: python bench/training_modes.py [--questions 500] [--modes sft lora dpo grpo]
+usual ones for each method unless `--set` overrides them (a sweep: `--modes dpo --set train.learning_rate=2e-5
+--tag lr2e-5` runs into outputs/modes-dpo-lr2e-5/). Prints a table and, last, one JSON line.
+Usage: python bench/training_modes.py [--questions 500] [--modes sft lora dpo grpo] [--set KEY=VALUE ...] [--tag T]
 """
 
 from __future__ import annotations
@@ -30,14 +31,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--questions", type=int, default=500, help="training questions sampled per iteration")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides after the mode's own")
+    parser.add_argument("--tag", default="", help="suffix of the run folders, for a sweep")
     parser.add_argument("--output-root", default=str(ROOT / "outputs"))
     args = parser.parse_args()
 
     run_dirs = []
     for mode in args.modes:
+        name = f"modes-{mode}" + (f"-{args.tag}" if args.tag else "")
         config = load_config(ROOT / "params" / "demo.yaml", [
-            f"run_name=modes-{mode}", f"sample.num_questions={args.questions}", "train.baseline=false", *MODES[mode]])
-        run_dir = Path(args.output_root) / f"modes-{mode}"
+            f"run_name={name}", f"sample.num_questions={args.questions}", "train.baseline=false", *MODES[mode],
+            *args.set])
+        run_dir = Path(args.output_root) / name
         run_pipeline(config, run_dir, log=lambda message: print(f"[{mode}] {message}", flush=True))
         run_dirs.append(run_dir)
     table = compare_runs(run_dirs)

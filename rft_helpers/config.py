@@ -249,8 +249,6 @@ class TrainConfig(_Strict):
         if self.init == "resume" and self.method == "lora" and self.lora.merge:
             raise ValueError("init resume with method lora needs lora.merge false: the optimizer state belongs to "
                              "the adapter, not to merged weights")
-        if self.init == "resume" and self.num_processes > 1:
-            raise ValueError("init resume is not supported with num_processes > 1 yet; use init previous")
         return self
 
 

@@ -24,6 +24,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -151,9 +152,6 @@ def train(
     tokenizer = load_tokenizer(model_path)
     model, peft_config = trainable_model(model_path, lora, attn_implementation)
     previous_steps = saved_steps(model_path) if resume else None
-    if previous_steps is not None:  # this call's steps come on top of the saved ones
-        max_steps = previous_steps + (max_steps or math.ceil(num_epochs * math.ceil(
-            len(records) * completions_per_record / batch_size)))
     with tempfile.TemporaryDirectory(prefix="rft-trainer-") as scratch:  # trainer logs; the model goes to output_dir
         args = config_class(
             output_dir=scratch,
@@ -176,6 +174,10 @@ def train(
             **(({"max_length": getattr(model.config, "max_position_embeddings", None)}
                 if "max_length" in config_class.__dataclass_fields__ else {}) | (trainer_args or {})),
         )
+        if previous_steps is not None:  # this call's steps come on top of the saved ones
+            per_step = batch_size * args.world_size  # one step takes a batch on every process
+            args.max_steps = previous_steps + (max_steps or math.ceil(num_epochs * math.ceil(
+                len(records) * completions_per_record / per_step)))
         trainer = trainer_class(model=model, args=args, train_dataset=Dataset.from_list(records),
                                 processing_class=tokenizer, peft_config=peft_config)
         start = time.perf_counter()
@@ -187,25 +189,48 @@ def train(
 
     def write_state(folder: Path) -> None:  # the files Trainer's resume_from_checkpoint reads, beside the weights
         trainer._save_optimizer_and_scheduler(str(folder))
-        trainer._save_rng_state(str(folder))
-        trainer.state.save_to_json(str(folder / TRAINER_STATE))
+        trainer._save_rng_state(str(folder))  # one file per process
+        if trainer.args.should_save:  # the main process
+            trainer.state.save_to_json(str(folder / TRAINER_STATE))
 
     merge = lora is not None and lora.merge
     if trainer.accelerator.num_processes == 1:
         save_checkpoint(trainer.model, tokenizer, output_dir, merge_adapter=merge, extra=write_state if save_state else None)
     else:
-        save_distributed(trainer, tokenizer, output_dir, merge)
+        save_distributed(trainer, tokenizer, output_dir, merge, write_state if save_state else None)
     logger.info("trained %d steps on %d records in %.1fs", steps, len(records), seconds)
     rewards = [log["reward"] for log in trainer.state.log_history if "reward" in log and log["step"] > first_step]
     return TrainResult(steps=steps, examples=len(records), seconds=seconds, loss_history=losses,
                        reward_history=rewards)
 
 
-def save_distributed(trainer, tokenizer, output_dir: str | Path, merge_adapter: bool) -> None:
+def save_distributed(trainer, tokenizer, output_dir: str | Path, merge_adapter: bool,
+                     write_state: Callable[[Path], None] | None = None) -> None:
     """Save from several processes: every rank takes part in gathering the sharded weights (ZeRO-3, FSDP), the
-    main one writes them. A LoRA adapter to merge is saved first, then merged over its base on the main process."""
+    main one writes them. A LoRA adapter to merge is saved first, then merged over its base on the main process.
+
+    `write_state` (for init resume) runs on every rank into a staging folder beside the checkpoint, since each
+    rank saves its part (its RNG state; its optimizer shard under ZeRO-3 or FSDP). The main process then moves
+    the folder's files into the checkpoint before renaming it into place, so the checkpoint appears whole or not
+    at all."""
     accelerator = trainer.accelerator
     state_dict = accelerator.get_state_dict(trainer.model)  # collective: all ranks call it
+    output_dir = Path(output_dir)
+    staging = output_dir.parent / f".{output_dir.name}.trainer-state"
+    if write_state is not None:
+        if accelerator.is_main_process:
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+        accelerator.wait_for_everyone()
+        write_state(staging)
+        accelerator.wait_for_everyone()
+
+    def add_state(folder: Path) -> None:
+        if write_state is not None:
+            for path in staging.iterdir():
+                shutil.move(str(path), folder / path.name)
+            staging.rmdir()
+
     if accelerator.is_main_process:
         model = accelerator.unwrap_model(trainer.model)
         if merge_adapter:
@@ -216,7 +241,7 @@ def save_distributed(trainer, tokenizer, output_dir: str | Path, merge_adapter: 
                 save_checkpoint(merged, tokenizer, output_dir,
                                 extra=lambda tmp: shutil.copytree(folder, tmp / "adapter"))
         else:
-            save_checkpoint(model, tokenizer, output_dir, extra=None, state_dict=state_dict)
+            save_checkpoint(model, tokenizer, output_dir, extra=add_state, state_dict=state_dict)
     accelerator.wait_for_everyone()
 
 

@@ -180,9 +180,30 @@ def test_training_on_two_processes_through_accelerate_launch(tiny_model_dir, tmp
                              num_processes=2, accelerate_config="cpu", log=lines.append)
     assert result.steps == 3 and len(result.loss_history) == 3
     assert "accelerate.commands.launch" in lines[0] and "--num_processes 2" in lines[0]
+    epoch = launch_training("sft_train", [tiny_model_dir, EXAMPLES, tmp_path / "epoch"],
+                            {"learning_rate": 3e-3, "batch_size": 4, "lora": None},
+                            num_processes=2, accelerate_config="cpu", log=lines.append)
+    assert epoch.steps == 2  # 16 examples in batches of 4 on each of 2 processes: two processes really ran
     before, after = load_model(tiny_model_dir).state_dict(), load_model(out).state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
     assert not list(tmp_path.glob(".ddp.*"))  # one process wrote the checkpoint, renamed into place
+
+
+def test_resume_on_two_processes_carries_the_optimizer_and_every_rank_rng(tiny_model_dir, tmp_path):
+    from rft_helpers.launch import launch_training
+    from rft_helpers.train import saved_steps
+
+    first, resumed = tmp_path / "first", tmp_path / "resumed"
+    common = {"learning_rate": 3e-3, "batch_size": 4, "lora": None, "save_state": True}
+    launch_training("sft_train", [tiny_model_dir, EXAMPLES, first], common | {"max_steps": 3},
+                    num_processes=2, accelerate_config="cpu", log=lambda line: None)
+    assert saved_steps(first) == 3 and {p.name for p in first.glob("rng_state_*.pth")} == {"rng_state_0.pth", "rng_state_1.pth"}
+    result = launch_training("sft_train", [first, EXAMPLES, resumed], common | {"resume": True},
+                             num_processes=2, accelerate_config="cpu", log=lambda line: None)
+    assert result.steps == 2 and saved_steps(resumed) == 5  # one epoch: 16 examples / (4 per process x 2)
+    optimizer = torch.load(resumed / "optimizer.pt", weights_only=False)
+    assert {int(s["step"]) for s in optimizer["state"].values()} == {5}  # Adam's moments carried on, not reset
+    assert not list(tmp_path.glob(".*"))  # no staging or temporary folder left beside the checkpoints
 
 
 def test_unknown_accelerate_config_is_named(tmp_path):

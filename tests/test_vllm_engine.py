@@ -35,6 +35,10 @@ def test_recipe_stages_through_vllm_match_transformers(tmp_path, smollm2_dir):
     assert all(s["completion_tokens"] <= 16 and s["finish_reason"] in {"stop", "length"} for s in samples)
     assert len({s["completion"] for s in samples}) > 4  # sampled, not copies
     assert run.metrics(1)["sampling"]["tokens_per_s"] > 0
+    import psutil
+
+    engine_processes = [p for p in psutil.Process().children(recursive=True) if p.name().startswith("VLLM")]
+    assert not [p for p in engine_processes if p.status() != psutil.STATUS_ZOMBIE]  # the stage shut vLLM down
 
     by_vllm = evaluate_stage(run, 0, run.config.eval, progress=False)["eval"]
     vllm_answers = read_jsonl(run.iter_dir(0) / "predictions.jsonl")
