@@ -218,6 +218,9 @@ class TrainConfig(_Strict):
                            "sampling as it trains with sample.n/temperature/max_new_tokens and filter.reward"
     )
     beta: float = Field(0.1, ge=0, description="dpo: strength of the pull toward the starting model; grpo: KL weight")
+    dpo_sft_weight: float = Field(
+        0.0, ge=0, description="dpo: weight of an SFT loss on the chosen completions added to DPO's (RPO; 0: plain DPO)"
+    )
 
     init: Literal["previous", "base", "resume"] = Field(
         "previous", description="start from the last checkpoint, the warm-up model, or the last checkpoint with its "

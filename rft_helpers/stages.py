@@ -70,10 +70,10 @@ def sample_stage(run: Run, iteration: int, config: SampleConfig, progress: bool 
         bar = tqdm(total=len(todo), desc=f"chunks on {replicas} vLLM replicas", disable=not progress)
         ranks = sample_data_parallel(run.dir, iteration, config.model_dump(mode="json"), todo, parts_dir,
                                      replicas, run.config.vllm.tensor_parallel_size, is_moe(model_path),
-                                     lambda k: bar.update())
+                                     lambda k: bar.update()) if todo else []  # all resumed: start no replica
         bar.close()
         sampled_tokens = sum(r["completion_tokens"] for r in ranks)
-        generation_seconds = max(r["seconds"] for r in ranks)
+        generation_seconds = max((r["seconds"] for r in ranks), default=0)
         model_name, usage = model_path, None
     else:
         sampled_tokens = sum(sample_chunk(run, iteration, config, engine, k, chunks[k], parts[k], progress)
@@ -188,7 +188,8 @@ def train_stage(run: Run, iteration: int, config: TrainConfig) -> dict:
             return run.update_metrics(iteration, "train", {"mode": "skipped", "reason": f"no {config.algorithm} data",
                                                            "steps": 0})["train"]
         if config.algorithm == "dpo":
-            result = training(config, "dpo_train", init, data, output, beta=config.beta, **common)
+            result = training(config, "dpo_train", init, data, output, beta=config.beta,
+                              sft_weight=config.dpo_sft_weight, **common)
         else:
             mixed = seed_set if config.mix_seed else []
             result = training(config, "sft_train", init, data + mixed, output, **common, **sft)

@@ -86,15 +86,18 @@ def sft_train(model_path: str | Path, examples: list[dict], output_dir: str | Pa
 
 
 def dpo_train(model_path: str | Path, pairs: list[dict], output_dir: str | Path, *, beta: float = 0.1,
-              **options) -> TrainResult:
+              sft_weight: float = 0.0, **options) -> TrainResult:
     """DPO (TRL's DPOTrainer) on prompt/chosen/rejected records; the reference model is the starting model
-    (with LoRA: the same weights with the adapter switched off). Options: see `train`."""
+    (with LoRA: the same weights with the adapter switched off). `sft_weight` > 0 adds that much of the SFT loss
+    on the chosen completions (RPO, Pang et al. 2024): DPO alone can lower the likelihood of the correct answers
+    as long as the wrong ones fall faster. Options: see `train`."""
     from trl import DPOConfig, DPOTrainer
 
     if not pairs:
         raise ValueError("no preference pairs: no question had both a kept and a wrong sample (see pairs.jsonl)")
     records = [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs]
-    return train(model_path, records, output_dir, DPOConfig, DPOTrainer, {"beta": beta}, **options)
+    losses = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, sft_weight]} if sft_weight else {}
+    return train(model_path, records, output_dir, DPOConfig, DPOTrainer, {"beta": beta} | losses, **options)
 
 
 def grpo_train(model_path: str | Path, questions: list[dict], output_dir: str | Path, *, reward_fn,

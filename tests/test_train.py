@@ -140,6 +140,22 @@ def test_dpo_raises_the_chosen_over_the_rejected(tiny_model_dir, tmp_path):
     assert margin(out) > margin(tiny_model_dir) + 1.0
 
 
+def test_dpo_with_an_sft_term_raises_the_chosen_likelihood_itself(tiny_model_dir, tmp_path):
+    from rft_helpers.train import dpo_train
+
+    pairs = [{"prompt": e["prompt"], "chosen": e["completion"],
+              "rejected": [{"role": "assistant", "content": e["completion"][0]["content"].replace("Answer", "Wrong")}]}
+             for e in EXAMPLES]
+    common = dict(beta=0.1, learning_rate=5e-3, batch_size=8, max_steps=12)
+    dpo_train(tiny_model_dir, pairs, tmp_path / "dpo", **common)
+    dpo_train(tiny_model_dir, pairs, tmp_path / "rpo", sft_weight=1.0, **common)
+
+    def chosen(model_dir):
+        return sum(_logprob(model_dir, p["prompt"], p["chosen"]) for p in pairs[:4])
+
+    assert chosen(tmp_path / "rpo") > chosen(tmp_path / "dpo") + 1.0  # the SFT term pulls the right answers up
+
+
 def count_sevens(completions, **kwargs) -> list[float]:
     """A reward a random model can earn by chance, so GRPO's advantages are not all zero."""
     from rft_helpers.rewards import completion_text
