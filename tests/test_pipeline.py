@@ -19,8 +19,8 @@ PARAMS = {
                  "auto_questions auto_target_correct",
     "02_filter": "reward min_reward dedupe max_per_question prefer_shorter near_duplicate drop_too_easy "
                  "max_completion_tokens drop_truncated pairs_per_question script",
-    "03_train": "algorithm beta init method lora learning_rate num_epochs max_steps batch_size mix_seed baseline bf16 "
-                "gradient_checkpointing batching num_processes accelerate_config",
+    "03_train": "algorithm beta dpo_sft_weight init method lora learning_rate num_epochs max_steps batch_size "
+                "mix_seed baseline bf16 gradient_checkpointing batching num_processes accelerate_config",
     "04_evaluate": "engine num_questions max_new_tokens batch_size samples temperature top_p second_set",
     "05_report": "",
 }
