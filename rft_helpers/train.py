@@ -55,7 +55,9 @@ class TrainResult:
 BATCHING = {
     "padded": {},  # random batches padded to their longest example (the Trainer's default)
     # A batch is one row of concatenated examples (TRL's padding-free; no truncation: kept samples are short).
-    # Only FlashAttention keeps the examples apart: with sdpa or eager they attend to each other (measured).
+    # The examples stay apart: FlashAttention reads their bounds from the position ids; with sdpa or eager,
+    # transformers builds a block-diagonal mask from them (a training forward passes no attention mask and no
+    # cache). That mask spans the whole row, so without FlashAttention attention costs more than padded batches.
     "padding_free": {"padding_free": True, "max_length": None},
     "length_grouped": {"train_sampling_strategy": "group_by_length"},  # batches of similar lengths, little padding
 }
@@ -72,13 +74,10 @@ def sft_train(model_path: str | Path, examples: list[dict], output_dir: str | Pa
     if batching not in BATCHING:
         raise ValueError(f"train.batching: unknown {batching!r}; choose one of {sorted(BATCHING)}")
     attention = None
-    if batching == "padding_free":
+    if batching == "padding_free" and torch.cuda.is_available():
         import importlib.util
 
-        if not (torch.cuda.is_available() and importlib.util.find_spec("flash_attn")):
-            raise ValueError("train.batching: padding_free needs a GPU with flash-attn installed (with sdpa or eager "
-                             "attention the packed examples attend to each other); use length_grouped")
-        attention = "flash_attention_2"
+        attention = "flash_attention_2" if importlib.util.find_spec("flash_attn") else None
     records = [{"prompt": e["prompt"], "completion": e["completion"]} for e in examples]
     trainer_class = SFTTrainer if torch.cuda.is_available() else model_loss_sft_trainer()
     return train(model_path, records, output_dir, SFTConfig, trainer_class, BATCHING[batching],
