@@ -5,7 +5,8 @@ Random weights (no download) and the toolkit's character tokenizer; every sample
 
 - sampling: the transformers engine (batched, one prompt encoding per n samples) vs a naive loop of one
   `generate` call per sample, on the same prompts and lengths; and vLLM where it is installed;
-- training: TRL SFT (`rft_helpers.train.sft_train`, bf16 autocast) tokens/s and peak GPU memory.
+- training: TRL SFT (`rft_helpers.train.sft_train`, bf16 autocast) real tokens/s and peak GPU memory with each
+  `train.batching` (padded, length_grouped, padding_free), and each one's speedup over padded batches.
 
 Usage: python bench/gpu_check.py [--prompts 64 --n 8 --new-tokens 256]
 """
@@ -100,16 +101,23 @@ def training(model_dir: Path, args) -> dict:
     tokenizer = build_char_tokenizer()
     texts = [tokenizer.apply_chat_template(e["prompt"] + e["completion"], tokenize=False) for e in examples]
     real_tokens = sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-    with tempfile.TemporaryDirectory() as out:
-        result = sft_train(model_dir, examples, Path(out) / "ckpt", learning_rate=1e-5, batch_size=args.train_batch,
-                           num_epochs=1, bf16=True)
-    return {"examples": len(examples), "steps": result.steps, "seconds": round(result.seconds, 2),
+    runs = {}
+    for batching in ("padded", "length_grouped", "padding_free"):  # the last uses flash-attn where installed
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        with tempfile.TemporaryDirectory() as out:
+            result = sft_train(model_dir, examples, Path(out) / "ckpt", learning_rate=1e-5,
+                               batch_size=args.train_batch, num_epochs=1, bf16=True, batching=batching)
+        runs[batching] = {
+            "steps": result.steps, "seconds": round(result.seconds, 2),
             "real_tokens_per_s": round(real_tokens / result.seconds, 1),
             "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None,
             "loss_first": result.loss_history[0] if result.loss_history else None,
             "loss_last": result.loss_history[-1] if result.loss_history else None}
+    padded = runs["padded"]["real_tokens_per_s"]
+    return {"examples": len(examples), "real_tokens": real_tokens,
+            "flash_attn": importlib.util.find_spec("flash_attn") is not None, "runs": runs,
+            "speedup_over_padded": {b: round(r["real_tokens_per_s"] / padded, 2) for b, r in runs.items()}}
 
 
 def main() -> None:
