@@ -8,9 +8,10 @@
 Each one trains every weight or LoRA adapters, can save and resume the optimizer state, and writes the checkpoint
 to a temporary folder renamed into place.
 
-On a CPU the SFT loss is the model's own cross-entropy on the same labels (`model_loss_sft_trainer`). TRL's tiled LM head, which also computes
-entropy and token-accuracy metrics, made each step 1.27x slower on SmolLM2-135M (batch 4, bf16 autocast). On a GPU
-TRL's head stays: it never holds the full (batch, length, vocabulary) logits in memory.
+On a CPU the SFT loss is the model's own cross-entropy on the same labels (`model_loss_sft_trainer`). TRL's tiled
+LM head, which also computes entropy and token-accuracy metrics, made each step 1.27x slower on SmolLM2-135M
+(batch 4, bf16 autocast). On a GPU TRL's head stays: it never holds the full (batch, length, vocabulary) logits in
+memory.
 """
 
 from __future__ import annotations
@@ -195,11 +196,11 @@ def train(
         if trainer.args.should_save:  # the main process
             trainer.state.save_to_json(str(folder / TRAINER_STATE))
 
-    merge = lora is not None and lora.merge
+    merge, state = lora is not None and lora.merge, write_state if save_state else None
     if trainer.accelerator.num_processes == 1:
-        save_checkpoint(trainer.model, tokenizer, output_dir, merge_adapter=merge, extra=write_state if save_state else None)
+        save_checkpoint(trainer.model, tokenizer, output_dir, merge_adapter=merge, extra=state)
     else:
-        save_distributed(trainer, tokenizer, output_dir, merge, write_state if save_state else None)
+        save_distributed(trainer, tokenizer, output_dir, merge, state)
     logger.info("trained %d steps on %d records in %.1fs", steps, len(records), seconds)
     rewards = [log["reward"] for log in trainer.state.log_history if "reward" in log and log["step"] > first_step]
     return TrainResult(steps=steps, examples=len(records), seconds=seconds, loss_history=losses,
@@ -228,10 +229,9 @@ def save_distributed(trainer, tokenizer, output_dir: str | Path, merge_adapter: 
         accelerator.wait_for_everyone()
 
     def add_state(folder: Path) -> None:
-        if write_state is not None:
-            for path in staging.iterdir():
-                shutil.move(str(path), folder / path.name)
-            staging.rmdir()
+        for path in staging.iterdir():
+            shutil.move(str(path), folder / path.name)
+        staging.rmdir()
 
     if accelerator.is_main_process:
         model = accelerator.unwrap_model(trainer.model)
@@ -243,7 +243,8 @@ def save_distributed(trainer, tokenizer, output_dir: str | Path, merge_adapter: 
                 save_checkpoint(merged, tokenizer, output_dir,
                                 extra=lambda tmp: shutil.copytree(folder, tmp / "adapter"))
         else:
-            save_checkpoint(model, tokenizer, output_dir, extra=add_state, state_dict=state_dict)
+            save_checkpoint(model, tokenizer, output_dir, extra=add_state if write_state else None,
+                            state_dict=state_dict)
     accelerator.wait_for_everyone()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 
 from .base import Completion, SamplingEngine, SamplingParams, check_counts, encode_chat
 
@@ -20,7 +19,9 @@ def resolve_engine(name: str) -> str:
         return name
     import torch
 
-    return "vllm" if importlib.util.find_spec("vllm") is not None and torch.cuda.is_available() else "transformers"
+    from .vllm_engine import vllm_available
+
+    return "vllm" if vllm_available() and torch.cuda.is_available() else "transformers"
 
 
 def get_engine(name: str, model_path, **options) -> SamplingEngine:
@@ -33,4 +34,5 @@ def get_engine(name: str, model_path, **options) -> SamplingEngine:
     return getattr(importlib.import_module(module), cls).from_path(model_path, **options)
 
 
-__all__ = ["Completion", "SamplingEngine", "SamplingParams", "check_counts", "encode_chat", "get_engine", "resolve_engine", "ENGINES"]
+__all__ = ["Completion", "SamplingEngine", "SamplingParams", "check_counts", "encode_chat", "get_engine",
+           "resolve_engine", "ENGINES"]
