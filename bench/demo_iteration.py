@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from rft_helpers.config import load_config
+from rft_helpers.recipes import load_config
 from rft_helpers.pipeline import STAGES, run_pipeline
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from rft_helpers.data import build_prompt, sft_example, word_arithmetic_problem
+from rft_helpers.data import build_prompt, word_arithmetic_problem
+from rft_helpers.records import train_example
 from rft_helpers.models import build_char_tokenizer, save_checkpoint
 from rft_helpers.sampling import SamplingParams, get_engine
 
@@ -97,7 +98,7 @@ def training(model_dir: Path, args) -> dict:
     for i in range(args.train_examples):  # completions of varied length, like kept samples
         question, solution, _ = word_arithmetic_problem(rng, 3)
         completion = "\n".join([solution] * rng.randint(1, 12))
-        examples.append(sft_example(str(i), build_prompt(question), completion))
+        examples.append(train_example(str(i), build_prompt(question), completion))
     tokenizer = build_char_tokenizer()
     texts = [tokenizer.apply_chat_template(e["prompt"] + e["completion"], tokenize=False) for e in examples]
     real_tokens = sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])

@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 
 from rft_helpers.config import DatasetSource, ScratchModelConfig
-from rft_helpers.data import build_prompt, load_dataset_rows, sft_example
+from rft_helpers.data import build_prompt, load_dataset_rows
+from rft_helpers.records import train_example
 from rft_helpers.models import load_tokenizer, save_scratch_model
 from rft_helpers.train import sft_train
 
@@ -58,7 +59,7 @@ def main() -> None:
 
     source = DatasetSource(path=str(GSM8K_TRAIN))
     rows = load_dataset_rows(source, "bench", args.examples, shuffle_seed=0, id_prefix="gsm8k")
-    examples = [sft_example(r["id"], build_prompt(r["question"]), r["solution"]) for r in rows]
+    examples = [train_example(r["id"], build_prompt(r["question"]), r["solution"]) for r in rows]
     results = {}
     with tempfile.TemporaryDirectory() as folder:
         path = model_path(args.model, Path(folder))

@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from rft_helpers.config import load_config
+from rft_helpers.recipes import load_config
 from rft_helpers.pipeline import run_pipeline
 from rft_helpers.report import compare_runs
 

@@ -14,9 +14,9 @@ import os
 import tempfile
 import time
 
-from rft_helpers.config import load_config
+from rft_helpers.recipes import load_config
 from rft_helpers.run import Run
-from rft_helpers.stages import sample_stage
+from rft_helpers.stages import sample
 
 
 def measure(folder: str, replicas: int, args) -> dict:
@@ -28,7 +28,7 @@ def measure(folder: str, replicas: int, args) -> dict:
     ])
     run = Run.create(config, os.path.join(folder, f"dp{replicas}"))
     start = time.perf_counter()
-    sample_stage(run, 1, run.config.sample, progress=False)
+    sample.run_stage(run, 1, run.config.stage_config("sample", 1), progress=False)
     wall = time.perf_counter() - start
     sampling = run.metrics(1)["sampling"]
     return {"tokens": sampling["completion_tokens"], "tokens_per_s": sampling["tokens_per_s"],

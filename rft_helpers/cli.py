@@ -3,6 +3,9 @@
     rft run params/demo.yaml [--output-dir DIR] [--iterations N] [--set sample.temperature=0.9 ...]
     rft status outputs/demo
     rft validate params/demo.yaml [--set ...]
+
+A recipe that is not a file here but names one shipped with the package (`demo`, `params/demo.yaml`) is that one,
+so an installed wheel runs `rft run params/demo.yaml` from any folder.
 """
 
 from __future__ import annotations
@@ -14,16 +17,31 @@ from pathlib import Path
 from .exceptions import RFTError
 
 
+def recipe_path(name: str) -> Path:
+    """The recipe file `name` names: a file here, else the packaged recipe of that name."""
+    from .exceptions import ConfigError
+    from .paths import packaged_recipe, packaged_recipes
+
+    path = Path(name)
+    if path.is_file():
+        return path
+    packaged = packaged_recipe(name)
+    if packaged is None:
+        raise ConfigError(f"{name}: params file not found (recipes shipped with rft: {', '.join(packaged_recipes())})")
+    return packaged
+
+
 def _config_from_args(args):
-    from .config import check_paths, load_config
+    from . import preflight
+    from .recipes import load_config
 
     overrides = list(args.set or [])
     if getattr(args, "iterations", None) is not None:
         overrides.append(f"iterations={args.iterations}")
     if getattr(args, "output_dir", None):
         overrides.append(f"output_dir={args.output_dir}")
-    config = load_config(args.params, overrides)
-    check_paths(config)
+    config = load_config(recipe_path(args.params), overrides)
+    preflight.check(config)
     return config
 
 
@@ -32,7 +50,7 @@ def cmd_run(args) -> int:
 
     config = _config_from_args(args)
     run_dir = config.resolved_output_dir()
-    print(f"run {config.run_name} -> {run_dir}")
+    print(f"run {config.run_name} ({recipe_path(args.params)}) -> {run_dir}")
     run = run_pipeline(config, run_dir)
     print(format_status(run.dir))
     return 0
@@ -45,7 +63,7 @@ def cmd_validate(args) -> int:
 
 
 def format_status(run_dir: Path) -> str:
-    from .pipeline import plan
+    from .pipeline import by_hand_note, plan
     from .run import Run
 
     run = Run(run_dir)
@@ -63,7 +81,8 @@ def format_status(run_dir: Path) -> str:
         iteration = "-" if stage.iteration is None else f"{stage.iteration:02d}"
         seconds = f"{info['seconds']:.1f}" if "seconds" in info else ""
         line = f"{iteration:<10}{stage.name:<14}{info.get('status', 'pending'):<9}{seconds:>8}  {accuracy}"
-        lines.append(line + (f"  error: {info['error']}" if info.get("status") == "failed" else ""))
+        line += f"  error: {info['error']}" if info.get("status") == "failed" else ""
+        lines.append(line + ("  (" + by_hand_note(info).removeprefix(", ") + ")" if info.get("by_hand") else ""))
     best = run.state().get("best")
     if best:
         lines.append(f"best: iteration {best['iteration']:02d}, accuracy {best['accuracy']:.3f} ({run.best_link})")

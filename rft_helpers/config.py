@@ -1,8 +1,13 @@
-"""Typed parameters for a whole RFT run: one config object per stage, all inside `RunConfig`.
+"""Typed parameters for a whole RFT run: one config object per section, all inside `RunConfig`.
 
-Precedence: the defaults below, then the params YAML, then `--set key=value` overrides. Unknown keys and wrong
-types are errors that name the field. Config does no I/O beyond reading the YAML; `check_paths` looks for the
-files a config names, before any stage runs.
+This file is the one place a setting is written: its type, default and description. Each stage reads one
+*stage config* (`RunConfig.stage_config`): its section at that iteration plus the other sections it uses (the
+sampling engines' settings, the filter that scores a probe, ...). The stage notebooks' `parameters` cells are
+generated from these classes (`make notebooks`), and the pipeline injects their values.
+
+Unknown keys and wrong types are errors that name the field; rules between sections are checked here too, so
+`rft validate` catches them. Config does no I/O: `recipes.py` reads a recipe (the defaults below, then the YAML,
+then `--set key=value`), and `preflight.py` looks for the files a config names.
 """
 
 from __future__ import annotations
@@ -11,7 +16,6 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .exceptions import ConfigError
@@ -165,9 +169,6 @@ class OpenAIConfig(_Strict):
     prompt_price_per_million: float = Field(0.0, ge=0, description="USD per million prompt tokens, for metrics.json")
     completion_price_per_million: float = Field(0.0, ge=0, description="USD per million completion tokens")
 
-    def engine_options(self) -> dict:
-        return self.model_dump(exclude={"prompt_price_per_million", "completion_price_per_million"})
-
     def cost(self, usage: dict) -> dict:
         dollars = (usage.get("prompt_tokens", 0) * self.prompt_price_per_million
                    + usage.get("completion_tokens", 0) * self.completion_price_per_million) / 1e6
@@ -285,7 +286,8 @@ class EvalConfig(_Strict):
 
     engine: Literal["auto", "transformers", "vllm"] = Field(
         "transformers", description="engine for the greedy answers (auto: vllm on a GPU where it is installed)")
-
+    reward: str | None = Field(
+        None, description="reward that judges each answer, correct at 1 or more (None: the filter's reward)")
     num_questions: int | None = Field(None, gt=0, description="test questions evaluated (None: all)")
     max_new_tokens: int = Field(64, gt=0, description="longest answer, in tokens")
     batch_size: int = Field(128, gt=0, description="prompts per generate call")
@@ -293,6 +295,39 @@ class EvalConfig(_Strict):
     temperature: float = Field(0.7, gt=0, description="temperature of those samples")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus mass of those samples")
     second_set: EvalSetConfig | None = Field(None, description="another test set, to catch forgetting")
+
+
+# --------------------------------------------------------------------------------------- stage configs
+class SampleStageConfig(SampleConfig):
+    """All that 01_sample reads: the sample section, the engines' settings and, with temperature auto, the
+    filter its probe scores with."""
+
+    vllm: VLLMConfig = Field(default_factory=VLLMConfig, description="engine vllm: the recipe's vllm section")
+    openai: OpenAIConfig = Field(default_factory=OpenAIConfig, description="engine openai: the recipe's openai section")
+    filter: FilterConfig = Field(
+        default_factory=FilterConfig, description="temperature auto: the filter the probe scores with"
+    )
+
+
+class TrainStageConfig(TrainConfig):
+    """All that 03_train reads: the train section (in iteration 0, the warm-up's steps, rate and batch size on
+    all weights) and, for GRPO, how it samples and the reward it trains with."""
+
+    sample: SampleConfig = Field(
+        default_factory=SampleConfig, description="grpo: its questions and n, temperature, top_p, max_new_tokens"
+    )
+    filter: FilterConfig = Field(default_factory=FilterConfig, description="grpo: the reward it trains with")
+
+
+class EvalStageConfig(EvalConfig):
+    """All that 04_evaluate reads: the eval section, its reward resolved, and the vLLM engine's settings."""
+
+    vllm: VLLMConfig = Field(default_factory=VLLMConfig, description="engine vllm: the recipe's vllm section")
+
+
+STAGE_CONFIGS: dict[str, type[BaseModel]] = {
+    "sample": SampleStageConfig, "filter": FilterConfig, "train": TrainStageConfig, "eval": EvalStageConfig,
+}
 
 
 # ----------------------------------------------------------------------------------------------- run
@@ -355,6 +390,33 @@ class RunConfig(_Strict):
                     raise ValueError(f"{key}[{i}] (iteration {i + 1}): {e.errors()[0]['msg']} (got {value!r})") from None
         return self
 
+    @model_validator(mode="after")
+    def _sections_fit_together(self) -> "RunConfig":
+        """Rules between sections, at every iteration a schedule can reach: `rft validate` catches what would
+        otherwise fail hours in."""
+        if self.task.seed_size == 0 and self.warmup.max_steps:
+            raise ValueError("warmup.max_steps: the warm-up trains on the seed set, but task.seed_size is 0; "
+                             "set task.seed_size or warmup.max_steps: 0")
+        for iteration in self.iterations_with_settings()[1:]:
+            config = self.at_iteration(iteration)
+            at = f" (iteration {iteration})" if self.schedules else ""
+            if config.train.baseline and self.task.seed_size == 0:
+                raise ValueError(f"train.baseline: the baseline trains on the seed set, but task.seed_size is 0{at}; "
+                                 "set task.seed_size or train.baseline: false")
+            if config.train.algorithm != "grpo":
+                continue
+            if config.sample.temperature == "auto":
+                raise ValueError(f"sample.temperature: auto cannot be used with train.algorithm grpo{at}: GRPO samples "
+                                 "inside its trainer at one temperature; give a number")
+            if config.train.batch_size % config.sample.n:
+                raise ValueError(f"train.batch_size: {config.train.batch_size} completions per step is not a multiple of "
+                                 f"sample.n={config.sample.n}{at}: GRPO compares a question's n samples within a step")
+        return self
+
+    def iterations_with_settings(self) -> range:
+        """Iteration 0 and each one up to where the run and every schedule hold their last values."""
+        return range(max([self.iterations, *(len(values) for values in self.schedules.values())]) + 1)
+
     def at_iteration(self, iteration: int) -> "RunConfig":
         """This config with every schedule at its value for `iteration` (iteration 0 takes the first value)."""
         config = self.model_copy(deep=True)
@@ -362,6 +424,23 @@ class RunConfig(_Strict):
             section, _, field = key.partition(".")
             setattr(getattr(config, section), field, values[min(max(iteration, 1), len(values)) - 1])
         return config
+
+    def stage_config(self, section: str, iteration: int) -> BaseModel:
+        """Everything the stage of `section` (sample, filter, train, eval) reads at `iteration`: its section with
+        the schedules resolved, plus the other sections its STAGE_CONFIGS class names. Iteration 0's train stage
+        is the warm-up: plain SFT of all weights from the base model with the warm-up's steps, rate and batch."""
+        if section not in STAGE_CONFIGS:
+            raise ValueError(f"stage_config: unknown section {section!r}; choose one of {sorted(STAGE_CONFIGS)}")
+        resolved = self.at_iteration(iteration)
+        own = getattr(resolved, section).model_dump()
+        if section == "train" and iteration == 0:
+            own |= self.warmup.model_dump() | dict(algorithm="sft", method="full", init="base", mix_seed=False,
+                                                   baseline=False)
+        if section == "eval":
+            own["reward"] = own["reward"] or resolved.filter.reward
+        stage_class = STAGE_CONFIGS[section]
+        others = {name: getattr(resolved, name) for name in stage_class.model_fields if name not in own}
+        return stage_class(**own, **others)
 
     def schedule_values(self, iteration: int, section: str) -> dict[str, Any]:
         """The scheduled parameters of `section` at `iteration`, for metrics.json."""
@@ -382,7 +461,8 @@ def _field_path(loc: tuple) -> list[str]:
     return [str(p) for p in loc if not _UNION_MEMBER.match(str(p))]
 
 
-def _format_error(source: str, err: ValidationError) -> str:
+def format_validation_error(source: str, err: ValidationError) -> str:
+    """pydantic's errors as one line: `source: field: what is wrong (got value)`."""
     errors = err.errors()
     first = errors[0]
     loc = _field_path(first["loc"])
@@ -399,124 +479,8 @@ def _format_error(source: str, err: ValidationError) -> str:
     return f"{source}: {field}: {msg}{more}"
 
 
-def parse_override(item: str) -> tuple[list[str], Any]:
-    """'sample.temperature=0.7' -> (['sample', 'temperature'], 0.7); values are read as YAML scalars."""
-    key, sep, raw = item.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"--set {item!r}: expected key=value, e.g. sample.temperature=0.7")
-    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
-
-
-def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    for item in overrides:
-        path, value = parse_override(item)
-        node = data
-        for part in path[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"--set {item!r}: {part} is not a section")
-            node = child
-        node[path[-1]] = value
-    return data
-
-
 def config_from_dict(data: dict, source: str = "params") -> RunConfig:
     try:
         return RunConfig.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_format_error(source, e)) from None
-
-
-def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
-    """Defaults <- YAML file <- overrides. Raises ConfigError with a one-line message naming the field."""
-    data: dict = {}
-    source = "--set"
-    if path is not None:
-        path, source = Path(path), str(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: params file not found")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
-        _resolve_from(data, path.parent)
-    return config_from_dict(apply_overrides(data, overrides or []), source)
-
-
-_PATH_FIELDS = [("model", "name_or_path"), ("task", "system_prompt_file"), ("task", "train", "path"),
-                ("task", "test", "path"), ("eval", "second_set", "path"), ("eval", "second_set", "system_prompt_file")]
-
-
-def _resolve_from(data: dict, base: Path) -> None:
-    """Relative file paths in a params file are relative to that file, so a recipe works from any folder (the
-    CLI in the project root, a notebook in notebooks/). Paths given with --set stay relative to the working folder."""
-    for keys in _PATH_FIELDS:
-        node = data
-        for key in keys[:-1]:
-            node = node.get(key) if isinstance(node, dict) else None
-        value = node.get(keys[-1]) if isinstance(node, dict) else None
-        if not isinstance(value, str) or value.startswith(("/", "~")):
-            continue
-        is_file = keys[-1] != "name_or_path" and not (keys[-1] == "path" and not is_local_path(value))
-        if is_file or value.startswith("."):  # model folders must start with '.': anything else is a hub id
-            node[keys[-1]] = str((base / value).resolve())
-
-
-def check_paths(config: RunConfig, base_dir: Path | None = None) -> None:
-    """Fail before any stage runs when a file the config names is missing."""
-    base = base_dir or Path.cwd()
-
-    def missing(p: str) -> bool:
-        path = Path(p).expanduser()
-        return not (path if path.is_absolute() else base / path).exists()
-
-    if config.model.is_local and missing(config.model.name_or_path):
-        raise ConfigError(f"model.name_or_path: no such folder: {config.model.name_or_path}")
-    if config.model.gguf_file:
-        from .gguf_models import resolve_folder
-
-        folder = resolve_folder(config.model.name_or_path)
-        if missing(str(folder / config.model.gguf_file)):
-            raise ConfigError(f"model.gguf_file: no such file: {folder / config.model.gguf_file}")
-    if config.task.system_prompt_file and missing(config.task.system_prompt_file):
-        raise ConfigError(f"task.system_prompt_file: no such file: {config.task.system_prompt_file}")
-    for field, source in dataset_sources(config).items():
-        if is_local_path(source.path) and missing(source.path):
-            raise ConfigError(f"{field}.path: no such file: {source.path}")
-    second = config.eval.second_set
-    if second and second.system_prompt_file and missing(second.system_prompt_file):
-        raise ConfigError(f"eval.second_set.system_prompt_file: no such file: {second.system_prompt_file}")
-    if config.train.num_processes > 1:
-        from .launch import accelerate_config_path
-
-        accelerate_config_path(config.train.accelerate_config)
-
-
-def dataset_sources(config: RunConfig) -> dict[str, DatasetSource]:
-    """Every dataset the config reads, by its parameter name."""
-    sources = {"task.train": config.task.train, "task.test": config.task.test, "eval.second_set": config.eval.second_set}
-    return {field: source for field, source in sources.items() if source is not None}
-
-
-def is_local_path(path: str) -> bool:
-    """Local paths start with '.', '/' or '~', or end in .jsonl/.json; anything else is a hub id."""
-    return path.startswith((".", "/", "~")) or path.endswith((".jsonl", ".json"))
-
-
-def absolutize_paths(config: RunConfig, base_dir: Path | None = None) -> RunConfig:
-    """Make file fields absolute so notebooks executed in another folder find them."""
-    base = base_dir or Path.cwd()
-    cfg = config.model_copy(deep=True)
-    if cfg.model.is_local:
-        cfg.model.name_or_path = str((base / Path(cfg.model.name_or_path).expanduser()).resolve())
-    if cfg.task.system_prompt_file:
-        cfg.task.system_prompt_file = str((base / Path(cfg.task.system_prompt_file).expanduser()).resolve())
-    for source in dataset_sources(cfg).values():
-        if is_local_path(source.path):
-            source.path = str((base / Path(source.path).expanduser()).resolve())
-    second = cfg.eval.second_set
-    if second and second.system_prompt_file:
-        second.system_prompt_file = str((base / Path(second.system_prompt_file).expanduser()).resolve())
-    return cfg
+        raise ConfigError(format_validation_error(source, e)) from None

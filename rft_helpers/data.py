@@ -1,6 +1,6 @@
 """Tasks and prompts.
 
-A task row is `{"id", "question", "answer", "solution"}` (solution: a reference worked solution, may be empty).
+A task row is a `records.Question`: id, question, answer and a reference worked solution (may be empty).
 A prompt is a list of chat messages; every stage builds it with `build_prompt`, so sampling, training and
 evaluation see exactly the same text.
 """
@@ -12,9 +12,11 @@ import random
 import re
 from pathlib import Path
 
-from .config import DatasetSource, EvalSetConfig, TaskConfig, is_local_path
+from .config import DatasetSource, EvalSetConfig, TaskConfig
 from .exceptions import ConfigError
-from .io import read_jsonl, write_jsonl
+from .io import write_jsonl
+from .paths import is_local_path
+from .records import Question, question_record, read_records, train_example
 from .rewards.outcome import last_boxed
 
 logger = logging.getLogger(__name__)
@@ -71,13 +73,13 @@ def problem_kind(solution: str) -> str:
     return f"{'x' if op == '*' else op} {len(b) if op == '*' else max(len(a), len(b))}-digit"
 
 
-def task_row(config: TaskConfig, rng: random.Random) -> dict:
-    """One generated question: {question, solution, answer} (+ kind for word_arithmetic)."""
+def task_row(config: TaskConfig, rng: random.Random, row_id: str) -> dict:
+    """One generated question (+ its kind for word_arithmetic)."""
     if config.name == "addition":
         question, solution, answer = addition_problem(rng, config.digits)
-        return {"question": question, "answer": answer, "solution": solution}
+        return question_record(row_id, question, answer, solution)
     question, solution, answer = word_arithmetic_problem(rng, config.digits, config.long_operand_share)
-    return {"question": question, "answer": answer, "solution": solution, "kind": problem_kind(solution)}
+    return question_record(row_id, question, answer, solution, kind=problem_kind(solution))
 
 
 def generate_task(config: TaskConfig, seed: int) -> dict[str, list[dict]]:
@@ -93,10 +95,10 @@ def generate_task(config: TaskConfig, seed: int) -> dict[str, list[dict]]:
         if attempts > 20 * total:
             raise ValueError(f"task: only {len(rows)} distinct questions found with digits={config.digits}, "
                              f"{total} asked; raise digits or lower num_train/num_test")
-        row = task_row(config, rng)
+        row = task_row(config, rng, f"{config.name}-{len(rows):05d}")
         if row["question"] not in seen:
             seen.add(row["question"])
-            rows.append({"id": f"{config.name}-{len(rows):05d}", **row})
+            rows.append(row)
     train, test = rows[: config.num_train], rows[config.num_train :]
     return {"train": train, "test": test, "seed": train[: config.seed_size]}
 
@@ -112,7 +114,7 @@ def write_task(config: TaskConfig, seed: int, data_dir: Path) -> dict[str, Path]
 
 
 def load_split(data_dir: Path, split: str, limit: int | None = None) -> list[dict]:
-    rows = read_jsonl(Path(data_dir) / f"{split}.jsonl")
+    rows = read_records(Path(data_dir) / f"{split}.jsonl", Question)
     return rows[:limit] if limit else rows
 
 
@@ -160,8 +162,7 @@ def load_dataset_rows(source: DatasetSource, field: str, limit: int | None = Non
         solution = _CALCULATOR.sub("", str(record[source.solution_field] or "")).strip() if source.solution_field \
             else (answer_text if answer_text != final else "")
         groups = {name: str(record[name]) for name in ("level", "subject") if record.get(name) is not None}
-        rows.append({"id": f"{id_prefix}-{index:05d}", "question": str(question), "answer": final,
-                     "solution": solution, **groups})
+        rows.append(question_record(f"{id_prefix}-{index:05d}", str(question), final, solution, **groups))
         if limit and len(rows) == limit:
             break
     if skipped:
@@ -199,11 +200,6 @@ def build_prompt(question: str, system_prompt: str | None = None) -> list[dict]:
     return messages + [{"role": "user", "content": question}]
 
 
-def sft_example(row_id: str, prompt: list[dict], completion: str) -> dict:
-    """The one training-record format: conversational prompt/completion (TRL trains on the completion only)."""
-    return {"id": row_id, "prompt": prompt, "completion": [{"role": "assistant", "content": completion}]}
-
-
 def seed_examples(rows: list[dict], system_prompt: str | None) -> list[dict]:
     """Reference solutions as training records: the warm-up data and the baseline's data."""
-    return [sft_example(r["id"], build_prompt(r["question"], system_prompt), r["solution"]) for r in rows]
+    return [train_example(r["id"], build_prompt(r["question"], system_prompt), r["solution"]) for r in rows]

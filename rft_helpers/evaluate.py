@@ -1,4 +1,8 @@
-"""04_evaluate: greedy pass@1 on the test split; maj@k and unbiased pass@k from k sampled answers per question."""
+"""04_evaluate: greedy pass@1 on the test split; maj@k and unbiased pass@k from k sampled answers per question.
+
+Answers are judged by a reward (`eval.reward`, by default the filter's): correct means a score of 1 or more, so
+a custom reward judges the test answers exactly as it judges the training samples.
+"""
 
 from __future__ import annotations
 
@@ -6,34 +10,46 @@ from collections import Counter
 from math import comb
 
 from .data import build_prompt
-from .rewards import are_equivalent, extract_answer
+from .records import GROUP_FIELDS, assistant, group_fields
+from .rewards import RewardFn, are_equivalent, extract_answer, score_rows
 from .sampling import SamplingEngine, SamplingParams, encode_chat
 
+CORRECT_AT = 1.0  # the reward an answer needs to count as correct
 
-def greedy_predictions(
-    engine: SamplingEngine, rows: list[dict], system_prompt: str | None, max_new_tokens: int, progress: bool = False
-) -> list[dict]:
-    """One greedy answer per test question, with its extracted answer and whether it is correct."""
+
+def judge(rows: list[dict], texts: list[str], reward_fn: RewardFn, reward_name: str) -> list[float | None]:
+    """The reward of each answer text to its question (rows: test questions)."""
+    answered = [{"id": row["id"], "prompt": row.get("prompt"), "answer": row["answer"], "completion": assistant(text)}
+                for row, text in zip(rows, texts)]
+    return score_rows(answered, reward_fn, reward_name)
+
+
+def is_correct(score: float | None) -> bool:
+    return score is not None and score >= CORRECT_AT
+
+
+def greedy_predictions(engine: SamplingEngine, rows: list[dict], system_prompt: str | None, max_new_tokens: int,
+                       reward_fn: RewardFn, reward_name: str, progress: bool = False) -> list[dict]:
+    """One greedy answer per test question, its extracted answer, its reward and whether it is correct."""
     prompts = [build_prompt(r["question"], system_prompt) for r in rows]
     params = SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens)
-    outputs = engine.generate(prompts, params, progress=progress)
-    extracted = [extract_answer(completion.text) for (completion,) in outputs]
-    verdicts = are_equivalent(extracted, [row["answer"] for row in rows])
+    texts = [completion.text for (completion,) in engine.generate(prompts, params, progress=progress)]
+    scores = judge([row | {"prompt": prompt} for row, prompt in zip(rows, prompts)], texts, reward_fn, reward_name)
     return [
-        {"id": row["id"], "question": row["question"], "answer": row["answer"], "completion": completion.text,
-         "extracted_answer": answer, "correct": correct, **{field: row[field] for field in GROUP_FIELDS if field in row}}
-        for row, (completion,), answer, correct in zip(rows, outputs, extracted, verdicts)
+        {"id": row["id"], "question": row["question"], "answer": row["answer"], "completion": assistant(text),
+         "extracted_answer": extract_answer(text), "reward": score, "correct": is_correct(score), **group_fields(row)}
+        for row, text, score in zip(rows, texts, scores)
     ]
 
 
-def sampled_predictions(
-    engine: SamplingEngine, rows: list[dict], system_prompt: str | None, params: SamplingParams, progress: bool = False
-) -> list[dict]:
+def sampled_predictions(engine: SamplingEngine, rows: list[dict], system_prompt: str | None, params: SamplingParams,
+                        reward_fn: RewardFn, reward_name: str, progress: bool = False) -> list[dict]:
     """`params.n` sampled answers per question: each extracted answer, whether it is right, and the majority's."""
     prompts = [build_prompt(r["question"], system_prompt) for r in rows]
     outputs = engine.generate(prompts, params, progress=progress)
     answers = [[extract_answer(c.text) for c in completions] for completions in outputs]
-    flat = are_equivalent([a for row in answers for a in row], [r["answer"] for r in rows for _ in range(params.n)])
+    repeated = [row | {"prompt": prompt} for row, prompt in zip(rows, prompts) for _ in range(params.n)]
+    flat = [is_correct(s) for s in judge(repeated, [c.text for o in outputs for c in o], reward_fn, reward_name)]
     majorities = majority_votes(answers)
     preds = []
     for index, (row, row_answers, majority) in enumerate(zip(rows, answers, majorities)):
@@ -41,7 +57,7 @@ def sampled_predictions(
         preds.append({
             "id": row["id"], "answer": row["answer"], "answers": row_answers, "correct": correct,
             "majority": majority, "majority_correct": majority is not None and correct[row_answers.index(majority)],
-            **{field: row[field] for field in GROUP_FIELDS if field in row},
+            **group_fields(row),
         })
     return preds
 
@@ -56,9 +72,6 @@ def sampled_summary(predictions: list[dict]) -> dict:
     for j in ks:
         summary[f"pass@{j}"] = sum(pass_at_k(k, sum(p["correct"]), j) for p in predictions) / len(predictions)
     return summary
-
-
-GROUP_FIELDS = ("kind", "level", "subject")  # per-group accuracy when test rows carry them (MATH: level, subject)
 
 
 def accuracy_summary(predictions: list[dict]) -> dict:

@@ -11,18 +11,16 @@ import unicodedata
 from collections import Counter, defaultdict
 
 from .config import FilterConfig
-from .data import sft_example
-from .rewards import RewardFn, extract_answer
+from .records import completion_text, pair_record, train_example
+from .rewards import RewardFn, extract_answer, score_rows
 
 
 def score_samples(rows: list[dict], reward_fn: RewardFn, reward_name: str) -> list[dict]:
-    """Call the reward once on the whole batch, with the dataset columns as keyword arguments (as GRPO does)."""
-    columns = {key: [r.get(key) for r in rows] for key in ("id", "prompt", "answer")}
-    scores = reward_fn(completions=[r["completion"] for r in rows], **columns) if rows else []
-    if len(scores) != len(rows):
-        raise RuntimeError(f"reward {reward_name}: returned {len(scores)} scores for {len(rows)} samples")
+    """Each sample with its reward under `reward_name` (one batch call, as GRPO makes it) and its final answer."""
+    scores = score_rows(rows, reward_fn, reward_name)
     return [
-        row | {"rewards": {**row.get("rewards", {}), reward_name: score}, "extracted_answer": extract_answer(row["completion"])}
+        row | {"rewards": {**row.get("rewards", {}), reward_name: score},
+               "extracted_answer": extract_answer(completion_text(row["completion"]))}
         for row, score in zip(rows, scores)
     ]
 
@@ -56,12 +54,13 @@ def apply_filters(rows: list[dict], config: FilterConfig) -> list[dict]:
     kept_per_question: Counter = Counter()
     too_easy = _too_easy_questions(rows, config) if config.drop_too_easy else set()
     order = range(len(rows))
+    texts = [completion_text(row["completion"]) for row in rows]
     if config.prefer_shorter:  # concise correct answers are cheaper to sample, train on and read
-        order = sorted(order, key=lambda i: (rows[i]["id"], len(rows[i]["completion"])))
+        order = sorted(order, key=lambda i: (rows[i]["id"], len(texts[i])))
     decided: dict[int, dict] = {}
     for index in order:
-        row, qid = rows[index], rows[index]["id"]
-        shingles = _shingles(row["completion"]) if config.near_duplicate is not None else frozenset()
+        row, qid, text = rows[index], rows[index]["id"], texts[index]
+        shingles = _shingles(text) if config.near_duplicate is not None else frozenset()
         score = row["rewards"].get(config.reward)
         reason = None
         if score is None:
@@ -72,11 +71,11 @@ def apply_filters(rows: list[dict], config: FilterConfig) -> list[dict]:
             reason = "too_long"
         elif config.drop_truncated and row.get("finish_reason") == "length":
             reason = "truncated"
-        elif config.script is not None and script_share(row["completion"], config.script) < 0.95:
+        elif config.script is not None and script_share(text, config.script) < 0.95:
             reason = "wrong_script"
         elif qid in too_easy:
             reason = "too_easy"
-        elif config.dedupe and _normalise(row["completion"]) in seen[qid]:
+        elif config.dedupe and _normalise(text) in seen[qid]:
             reason = "duplicate"
         elif config.near_duplicate is not None and any(
                 _jaccard(shingles, other) >= config.near_duplicate for other in kept_shingles[qid]):
@@ -84,7 +83,7 @@ def apply_filters(rows: list[dict], config: FilterConfig) -> list[dict]:
         elif config.max_per_question is not None and kept_per_question[qid] >= config.max_per_question:
             reason = "max_per_question"
         if reason is None:
-            seen[qid].add(_normalise(row["completion"]))
+            seen[qid].add(_normalise(text))
             kept_shingles[qid].append(shingles)
             kept_per_question[qid] += 1
         decided[index] = row | {"kept": reason is None, "reject_reason": reason}
@@ -127,14 +126,14 @@ def balance_score(rows: list[dict], config: FilterConfig, target_correct: int) -
     for row in rows:
         score = row["rewards"].get(config.reward)
         if score is not None and score >= config.min_reward:
-            selected[row["id"]].append(_normalise(row["completion"]))
+            selected[row["id"]].append(_normalise(completion_text(row["completion"])))
     scores = [min(len(set(s)) / target_correct, 1.0) * len(set(s)) / len(s) for s in selected.values()]
     return sum(scores) / len(questions) if questions else 0.0
 
 
 def build_train_set(rows: list[dict]) -> list[dict]:
     """Kept samples as training records (conversational prompt/completion)."""
-    return [sft_example(r["id"], r["prompt"], r["completion"]) for r in rows if r["kept"]]
+    return [train_example(r["id"], r["prompt"], completion_text(r["completion"])) for r in rows if r["kept"]]
 
 
 def build_pairs(rows: list[dict], pairs_per_question: int) -> list[dict]:
@@ -146,7 +145,7 @@ def build_pairs(rows: list[dict], pairs_per_question: int) -> list[dict]:
         if row["kept"]:
             chosen[row["id"]].append(row)
         elif row["reject_reason"] == "low_reward":
-            rejected[row["id"]].setdefault(_normalise(row["completion"]), row)
+            rejected[row["id"]].setdefault(_normalise(completion_text(row["completion"])), row)
     pairs = []
     for qid, good in chosen.items():
         bad = list(rejected[qid].values())
@@ -156,7 +155,5 @@ def build_pairs(rows: list[dict], pairs_per_question: int) -> list[dict]:
         combos = sorted(((i, j) for i in range(len(good)) for j in range(len(bad))),
                         key=lambda p: ((p[1] - p[0]) % len(bad), p[0]))
         for i, j in combos[:pairs_per_question]:
-            pairs.append({"id": qid, "prompt": good[i]["prompt"],
-                          "chosen": [{"role": "assistant", "content": good[i]["completion"]}],
-                          "rejected": [{"role": "assistant", "content": bad[j]["completion"]}]})
+            pairs.append(pair_record(qid, good[i]["prompt"], good[i]["completion"], bad[j]["completion"]))
     return pairs

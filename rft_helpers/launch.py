@@ -16,17 +16,17 @@ import tempfile
 from pathlib import Path
 
 from .exceptions import ConfigError
+from .paths import ACCELERATE_DIR
 from .train import TrainResult
 
-ACCELERATE_CONFIGS = Path(__file__).resolve().parent.parent / "params" / "accelerate"
 FUNCTIONS = ("sft_train", "dpo_train", "grpo_train")
 
 
 def accelerate_config_path(name_or_path: str) -> Path:
     """A config of params/accelerate/ by name (ddp, deepspeed_zero3, fsdp, cpu), or a path to your own."""
-    path = Path(name_or_path) if name_or_path.endswith((".yaml", ".yml")) else ACCELERATE_CONFIGS / f"{name_or_path}.yaml"
+    path = Path(name_or_path) if name_or_path.endswith((".yaml", ".yml")) else ACCELERATE_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
-        known = sorted(p.stem for p in ACCELERATE_CONFIGS.glob("*.yaml"))
+        known = sorted(p.stem for p in ACCELERATE_DIR.glob("*.yaml"))
         raise ConfigError(f"train.accelerate_config: no such file: {path} (names: {', '.join(known)}, or a path)")
     return path
 

@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from .config import ModelConfig, ScratchModelConfig
+from .config import ScratchModelConfig
 from .exceptions import ConfigError
 from .io import atomic_replace_dir
 
@@ -166,14 +166,3 @@ def load_model(path: str | Path, dtype: str = "float32", attn_implementation: st
     except (OSError, ValueError) as e:
         raise ConfigError(f"{path}: cannot load a model ({str(e).splitlines()[0]})") from None
     return model.to("cuda" if torch.cuda.is_available() else "cpu").eval()  # the Trainer would move it too
-
-
-def model_source(config: ModelConfig, base_model_dir: Path) -> str:
-    """Where the run's starting weights live: the built scratch folder, the converted GGUF, or the hub id / folder."""
-    if config.is_scratch:
-        return str(base_model_dir)
-    if config.gguf_file:
-        from .gguf_models import converted_dir, resolve_folder
-
-        return str(converted_dir(resolve_folder(config.name_or_path) / config.gguf_file))
-    return config.name_or_path

@@ -1,8 +1,9 @@
 """Runs the stage notebooks with papermill, iteration by iteration, and resumes where a run stopped.
 
-Each stage's parameters are the primitive fields of its config (so an executed notebook shows what it ran
-with), plus `run_dir` and `iteration`. A stage marked done in run.json is skipped; a failed or interrupted
-one (still marked running) is run again. A failed cell keeps the partial notebook and raises StageFailed.
+Each stage's parameters are its stage config's fields at that iteration (`RunConfig.stage_config`; so an
+executed notebook shows what it ran with), plus `run_dir` and `iteration`. A stage marked done in run.json is
+skipped (also one run by hand: the log says what it changed); a failed or interrupted one (still marked running)
+is run again. A failed cell keeps the partial notebook and raises StageFailed.
 """
 
 from __future__ import annotations
@@ -10,23 +11,25 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .config import RunConfig, check_paths, absolutize_paths
+from . import preflight
+from .config import RunConfig
 from .exceptions import ConfigError, StageFailed
-from .run import Run
+from .paths import NOTEBOOKS_DIR
+from .run import PIPELINE_STAGE_ENV, STAGE_NOTEBOOKS, Run
 
 logger = logging.getLogger(__name__)
 
-NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
-STAGES = ("01_sample", "02_filter", "03_train", "04_evaluate")
+STAGES = tuple(STAGE_NOTEBOOKS.values())  # 01_sample, 02_filter, 03_train, 04_evaluate
 REPORT = "05_report"
 ON_POLICY_SKIPS = ("01_sample", "02_filter")
-_SECTIONS = {"01_sample": "sample", "02_filter": "filter", "03_train": "train", "04_evaluate": "eval"}
+_SECTIONS = {notebook: section for section, notebook in STAGE_NOTEBOOKS.items()}
 
 
 @dataclass(frozen=True)
@@ -60,11 +63,8 @@ def stage_parameters(config: RunConfig, stage: Stage, run_dir: Path) -> dict:
     params: dict = {"run_dir": str(run_dir)}
     if stage.iteration is None:
         return params
-    params["iteration"] = stage.iteration
-    section = getattr(config.at_iteration(stage.iteration), _SECTIONS[stage.name]).model_dump()
-    if stage.name == "03_train" and stage.iteration == 0:
-        section.update(config.warmup.model_dump(), init="base", mix_seed=False, baseline=False)
-    return params | section
+    stage_config = config.stage_config(_SECTIONS[stage.name], stage.iteration)
+    return params | {"iteration": stage.iteration} | stage_config.model_dump(mode="json")
 
 
 def _check_declared(notebook: Path, params: dict) -> None:
@@ -85,13 +85,15 @@ def run_stage(run: Run, stage: Stage, notebooks_dir: Path = NOTEBOOKS_DIR) -> fl
     _check_declared(notebook, params)
     output = stage.output_notebook(run)
     output.parent.mkdir(parents=True, exist_ok=True)
-    run.set_stage(stage.key, status="running", started=time.strftime("%Y-%m-%dT%H:%M:%S"), error=None)
+    run.set_stage(stage.key, status="running", started=time.strftime("%Y-%m-%dT%H:%M:%S"), error=None,
+                  by_hand=None, overrides=None, stale=None)
     if stage.iteration and (scheduled := run.config.schedule_values(stage.iteration, _SECTIONS[stage.name])):
         run.update_metrics(stage.iteration, "schedule", scheduled)
     start = time.perf_counter()
     try:
-        pm.execute_notebook(str(notebook), str(output), parameters=params, cwd=str(notebooks_dir),
-                            kernel_name="python3", progress_bar=False)
+        with kernel_environment({PIPELINE_STAGE_ENV: f"{run.dir}::{stage.key}"}):
+            pm.execute_notebook(str(notebook), str(output), parameters=params, cwd=str(notebooks_dir),
+                                kernel_name="python3", progress_bar=False)
     except PapermillExecutionError as e:
         detail = f"cell {e.exec_count}: {e.ename}: {str(e.evalue).splitlines()[0] if e.evalue else ''}"
         run.set_stage(stage.key, status="failed", error=detail, seconds=round(time.perf_counter() - start, 2))
@@ -101,6 +103,24 @@ def run_stage(run: Run, stage: Stage, notebooks_dir: Path = NOTEBOOKS_DIR) -> fl
     if stage.iteration is not None:
         run.update_metrics(stage.iteration, "timing_s", {stage.name: seconds})
     return seconds
+
+
+@contextmanager
+def kernel_environment(variables: dict[str, str]):
+    """The environment the stage's kernel starts with: `variables`, and this Python's bin folder first on PATH, so
+    the kernel is this interpreter with this package even when a kernel spec says just `python` (the one pip
+    installs with ipykernel does) and the virtual environment was not activated."""
+    saved = {name: os.environ.get(name) for name in [*variables, "PATH"]}
+    bin_dir = str(Path(sys.executable).parent)
+    os.environ.update(variables, PATH=os.pathsep.join([bin_dir, os.environ.get("PATH", "")]))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 _LOCK_ENV = "RFT_LOCKED_RUN_DIR"  # inherited by the stage kernels: the pipeline that started them holds the lock
@@ -141,8 +161,8 @@ def run_pipeline(
     log: Callable[[str], None] = print,
 ) -> Run:
     """Run (or resume) every stage of `config` in `run_dir`; stop before the stage whose key is `until`."""
-    check_paths(config)
-    config = absolutize_paths(config)
+    preflight.check(config)
+    config = preflight.absolutize_paths(config)
     run_dir = Path(run_dir or config.resolved_output_dir())
     with run_lock(run_dir):
         return _run_stages(Run.create(config, run_dir), until, notebooks_dir, log)
@@ -156,12 +176,15 @@ def _run_stages(run: Run, until: str | None, notebooks_dir: Path, log: Callable[
     for stage in stages:
         if stage.key == until:
             break
-        status = run.stage_status(stage.key)
+        info = run.state()["stages"].get(stage.key, {})
+        status = info.get("status", "pending")
         if status == "done" and not (stage.iteration is None and ran_any):
-            log(f"[skip] {stage.key} (done)")
+            log(f"[skip] {stage.key} (done{by_hand_note(info)})")
             continue
         if status in ("running", "failed"):
-            log(f"[rerun] {stage.key} (was {status})")
+            log(f"[rerun] {stage.key} (was {status}{' by hand' if info.get('by_hand') else ''})")
+        elif info.get("stale"):
+            log(f"[rerun] {stage.key} (its inputs changed: {info['stale']})")
         log(f"[run]  {stage.key} ...")
         seconds = run_stage(run, stage, notebooks_dir)
         ran_any = True
@@ -169,9 +192,17 @@ def _run_stages(run: Run, until: str | None, notebooks_dir: Path, log: Callable[
     return run
 
 
+def by_hand_note(info: dict) -> str:
+    """', run by hand with n=4' for a stage entry of run.json that a notebook run by hand finished."""
+    if not info.get("by_hand"):
+        return ""
+    changed = ", ".join(f"{k}={v!r}" for k, v in info.get("overrides", {}).items())
+    return f", run by hand with {changed}" if changed else ", run by hand"
+
+
 def ensure_ready(run_dir: str | Path, params_file: str | Path, stage_key: str, log: Callable[[str], None] = print) -> Run:
     """For a notebook run by hand: create the run if needed and run every stage before `stage_key`."""
-    from .config import load_config
+    from .recipes import load_config
 
     run_dir = Path(run_dir)
     if (run_dir / "run.json").exists():

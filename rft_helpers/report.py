@@ -7,11 +7,12 @@ from pathlib import Path
 import pandas as pd
 
 from .io import read_jsonl
+from .records import GROUP_FIELDS, completion_text
 from .run import Run
 
 
-def _short(text: str, width: int = 80) -> str:
-    text = text.replace("\n", " | ")
+def _short(text: str | list[dict], width: int = 80) -> str:
+    text = completion_text(text).replace("\n", " | ")
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -174,6 +175,14 @@ def accuracy_by_group(run: Run, field: str = "kind") -> pd.DataFrame:
     return pd.DataFrame(columns).rename_axis(field)
 
 
+def accuracy_by_groups(run: Run) -> pd.DataFrame:
+    """`accuracy_by_group` for every grouping field the test rows carry (kind, level, subject), one table with
+    the field as the first index level; empty when they carry none."""
+    tables = {field: accuracy_by_group(run, field) for field in GROUP_FIELDS}
+    tables = {field: table for field, table in tables.items() if not table.empty}
+    return pd.concat(tables, names=["field"]) if tables else pd.DataFrame()
+
+
 def second_set_table(run: Run) -> pd.DataFrame:
     """The forgetting check: accuracy and reference-solution loss on eval.second_set, RFT and baseline, at each
     iteration where it was evaluated."""
@@ -212,3 +221,11 @@ def compare_runs(run_dirs: list[str | Path]) -> pd.DataFrame:
             "minutes": round(sum(s.get("seconds", 0) for s in stages.values()) / 60, 1),
         })
     return pd.DataFrame(rows)
+
+
+def hand_runs(run: Run) -> pd.DataFrame:
+    """The stages run by hand in a notebook, and the values they changed from the recipe's (run.json)."""
+    return pd.DataFrame([
+        {"stage": key, "status": info.get("status"), "overrides": info.get("overrides") or {}}
+        for key, info in run.state()["stages"].items() if info.get("by_hand")
+    ], columns=["stage", "status", "overrides"])

@@ -1,6 +1,7 @@
 """The run directory: where every stage reads its inputs and writes its outputs (a contract tests and tools read).
 
-    DIR/run.json                  resolved parameters, git commit, status of every stage
+    DIR/run.json                  resolved parameters, git commit, status of every stage (and what a stage run
+                                  by hand changed: its `overrides`)
     DIR/data/{train,test,seed}.jsonl   the task's splits (and <name>.jsonl: eval.second_set's questions)
     DIR/base_model/               the scratch model (only when model.name_or_path is "scratch")
     DIR/iter_NN/                  samples.jsonl, scored.jsonl, train.jsonl, checkpoint/, metrics.json, notebooks
@@ -14,17 +15,29 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from typing import Any, Iterator, Mapping
 
-from .config import RunConfig, config_from_dict
+from pydantic import BaseModel, ValidationError
+
+from .config import RunConfig, config_from_dict, format_validation_error
 from .data import load_eval_set, read_system_prompt, write_task
 from .exceptions import ConfigError
+from .gguf_models import convert_gguf, converted_dir, resolve_folder
 from .io import read_json, read_jsonl, write_json, write_jsonl
-from .gguf_models import convert_gguf
-from .models import is_checkpoint, model_source, save_scratch_model
+from .models import is_checkpoint, save_scratch_model
 
 RUN_FILE = "run.json"
 # Changing these never invalidates finished stages: more iterations extend a run; output_dir is where it lives.
 _EXTENDABLE = {"iterations", "output_dir"}
+STAGE_NOTEBOOKS = {"sample": "01_sample", "filter": "02_filter", "train": "03_train", "eval": "04_evaluate"}
+# The pipeline tells the notebook it executes which stage it runs for it ("<run dir>::<stage key>"); a stage
+# notebook that does not find its own key there was run by hand.
+PIPELINE_STAGE_ENV = "RFT_PIPELINE_STAGE"
+
+
+def stage_key(section: str, iteration: int) -> str:
+    """run.json's key of a stage: iter_01/01_sample for the sample section in iteration 1."""
+    return f"iter_{iteration:02d}/{STAGE_NOTEBOOKS[section]}"
 
 
 def git_commit() -> str | None:
@@ -37,16 +50,19 @@ def git_commit() -> str | None:
         return None
 
 
-def config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ, as 'key: old -> new'."""
-    changes = []
+def differences(old: dict, new: dict, prefix: str = "") -> Iterator[tuple[str, Any, Any]]:
+    """(dotted key, old value, new value) for every leaf that differs."""
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            changes += config_changes(a, b, f"{prefix}{key}.")
+            yield from differences(a, b, f"{prefix}{key}.")
         elif a != b:
-            changes.append(f"{prefix}{key}: {a!r} -> {b!r}")
-    return changes
+            yield f"{prefix}{key}", a, b
+
+
+def config_changes(old: dict, new: dict) -> list[str]:
+    """Dotted keys whose values differ, as 'key: old -> new'."""
+    return [f"{key}: {a!r} -> {b!r}" for key, a, b in differences(old, new)]
 
 
 class Run:
@@ -130,7 +146,14 @@ class Run:
 
     @property
     def base_model(self) -> str:
-        return model_source(self.config.model, self.base_model_dir)
+        """Where the run's starting weights live: the built scratch folder, the converted GGUF, or the hub id or
+        folder the config names."""
+        model = self.config.model
+        if model.is_scratch:
+            return str(self.base_model_dir)
+        if model.gguf_file:
+            return str(converted_dir(resolve_folder(model.name_or_path) / model.gguf_file))
+        return model.name_or_path
 
     def _latest(self, iteration: int, which) -> str:
         for i in range(iteration, -1, -1):
@@ -146,6 +169,10 @@ class Run:
         """Iteration 0's model: the warm-up checkpoint, or the base model when there is no warm-up."""
         return self._latest(0, self.checkpoint)
 
+    def has_baseline(self, iteration: int) -> bool:
+        """Whether a baseline has been trained by `iteration`."""
+        return any(is_checkpoint(self.baseline_checkpoint(i)) for i in range(1, iteration + 1))
+
     def baseline_model(self, iteration: int) -> str:
         """The baseline continues from its own previous checkpoint (iteration 0's model at first)."""
         return self._latest(iteration - 1, lambda i: self.baseline_checkpoint(i) if i else self.checkpoint(0))
@@ -158,6 +185,52 @@ class Run:
     def system_prompt(self) -> str | None:
         return read_system_prompt(self.config.task)
 
+    # -- stage configs -------------------------------------------------------------------------------------
+    def stage_config(self, section: str, iteration: int, values: Mapping[str, Any] | None = None) -> BaseModel:
+        """What the stage of `section` runs with at `iteration`: the run's recipe (`RunConfig.stage_config`) with
+        `values` on top, a notebook's parameters (its globals: the names of the stage config's fields; None keeps
+        the recipe's value, a dict for a section replaces only the keys it names).
+
+        Under the pipeline the values are the recipe's. A stage run by hand is recorded in run.json as running
+        by hand, with `overrides`, the values that differ from the recipe's (so `rft run` and the report know
+        what really ran); the stages after it that had finished are set to run again, since their inputs change."""
+        recipe = self.config.stage_config(section, iteration)
+        stage_class = type(recipe)
+        merged = recipe.model_dump()
+        for name, value in (values or {}).items():
+            if name not in stage_class.model_fields or value is None:
+                continue
+            merged[name] = merged[name] | value if isinstance(value, dict) and isinstance(merged[name], dict) else value
+        key = stage_key(section, iteration)
+        try:
+            config = stage_class.model_validate(merged)
+        except ValidationError as e:
+            raise ConfigError(format_validation_error(f"{key} parameters", e)) from None
+        if not self.in_pipeline(key):
+            overrides = {k: b for k, _, b in differences(recipe.model_dump(mode="json"), config.model_dump(mode="json"))}
+            self._start_by_hand(key, overrides)
+        return config
+
+    def in_pipeline(self, key: str) -> bool:
+        return os.environ.get(PIPELINE_STAGE_ENV) == f"{self.dir}::{key}"
+
+    def _start_by_hand(self, key: str, overrides: dict) -> None:
+        state = self.state()
+        for later in [k for k, v in state["stages"].items() if _runs_after(k, key) and v.get("status") == "done"]:
+            state["stages"][later] |= {"status": "pending", "stale": f"{key} was run again by hand"}
+        state["stages"][key] = {"status": "running", "by_hand": True, "overrides": overrides,
+                                "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "started_s": time.time()}
+        write_json(self.dir / RUN_FILE, state)
+
+    def finish_stage(self, section: str, iteration: int) -> None:
+        """The last step of a stage: one started by hand (`stage_config` outside the pipeline) is done now. The
+        pipeline records its own stages; a script that calls the steps with a config of its own records nothing."""
+        key = stage_key(section, iteration)
+        info = self.state()["stages"].get(key, {})
+        if self.in_pipeline(key) or not info.get("by_hand") or "started_s" not in info:
+            return
+        self.set_stage(key, status="done", started_s=None, seconds=round(time.time() - info["started_s"], 2))
+
     # -- state ------------------------------------------------------------------------------------------------
     def state(self) -> dict:
         return read_json(self.dir / RUN_FILE)
@@ -166,8 +239,10 @@ class Run:
         return self.state()["stages"].get(key, {}).get("status", "pending")
 
     def set_stage(self, key: str, **fields) -> None:
+        """Update a stage's entry in run.json; a field given as None is removed."""
         state = self.state()
-        state["stages"][key] = {**state["stages"].get(key, {}), **fields}
+        entry = {**state["stages"].get(key, {}), **fields}
+        state["stages"][key] = {k: v for k, v in entry.items() if v is not None}
         write_json(self.dir / RUN_FILE, state)
 
     @property
@@ -195,8 +270,17 @@ class Run:
         path = self.iter_dir(iteration) / "metrics.json"
         return read_json(path) if path.exists() else {"iteration": iteration}
 
-    def update_metrics(self, iteration: int, section: str, values) -> dict:
+    def update_metrics(self, iteration: int, section: str, values, merge: bool = True) -> dict:
+        """Merge `values` (a dict) into `section` of the iteration's metrics.json, or set the section to them
+        (`merge=False`, or values that are not a dict)."""
         metrics = self.metrics(iteration)
-        metrics[section] = {**metrics.get(section, {}), **values} if isinstance(values, dict) else values
+        merging = merge and isinstance(values, dict) and isinstance(metrics.get(section), dict)
+        metrics[section] = {**metrics[section], **values} if merging else values
         write_json(self.iter_dir(iteration) / "metrics.json", metrics)
         return metrics
+
+
+def _runs_after(key: str, other: str) -> bool:
+    """Whether stage `key` comes after stage `other` in a run: later in its iteration or in a later one, or the
+    run's report (keys sort in run order within the iterations)."""
+    return key != other and (not key.startswith("iter_") or key > other)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rft_helpers.config import ScratchModelConfig, TaskConfig, load_config
+from rft_helpers.config import ScratchModelConfig, TaskConfig
+from rft_helpers.recipes import load_config
 from rft_helpers.models import save_scratch_model
 
 ROOT = Path(__file__).resolve().parent.parent

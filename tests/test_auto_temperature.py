@@ -3,11 +3,12 @@ temperature whose samples balance exploration (distinct correct solutions) and e
 
 from __future__ import annotations
 
-from rft_helpers.config import load_config
+from rft_helpers.recipes import load_config
 from rft_helpers.io import read_jsonl
 from rft_helpers.run import Run
 from rft_helpers.sampling import Completion
-from rft_helpers.stages import choose_temperature, questions_for, sample_stage
+from rft_helpers.stages import sample
+from rft_helpers.stages.common import questions_for
 
 from conftest import SMOKE
 
@@ -16,7 +17,7 @@ class TemperatureDependentEngine:
     """Stands in for a model whose exploration grows with temperature: too cold, it repeats one correct answer;
     warm, it writes different correct solutions; hot, it is wrong. Records every call."""
 
-    name = "stub"
+    name, model_name = "stub", "stub-model"
 
     def __init__(self, answers: dict[str, str]):
         self.answers, self.calls = answers, []
@@ -40,14 +41,17 @@ class TemperatureDependentEngine:
 
 
 def test_the_balanced_temperature_wins_and_the_probe_is_small(tmp_path):
-    config = load_config(SMOKE, ["sample.n=4", "sample.auto_questions=6", "sample.auto_temperatures=[1.1, 0.3, 0.7]"])
+    config = load_config(SMOKE, ["sample.n=4", "sample.auto_questions=6", "sample.auto_temperatures=[1.1, 0.3, 0.7]",
+                                 "sample.temperature=auto"])
     run = Run.create(config, tmp_path / "run")
-    questions = questions_for(run, 1, 16)
-    engine = TemperatureDependentEngine({q["question"]: q["answer"] for q in questions})
-    chosen = choose_temperature(run, 1, engine, questions, config.sample, progress=False)
-    assert chosen["temperature"] == 0.7
-    assert chosen["balance_scores"] == {"0.3": 0.0625, "0.7": 1.0, "1.1": 0.0}  # min(1/4,1)*1/4 when cold
-    assert chosen["probe_questions"] == 6 and engine.calls == [(6, 4, 0.3), (6, 4, 0.7), (6, 4, 1.1)]
+    stage_config = run.config.stage_config("sample", 1)
+    plan = sample.plan_chunks(run, 1, stage_config)
+    engine = TemperatureDependentEngine({q["question"]: q["answer"] for q in questions_for(run, 1, 16)})
+    chosen = sample.choose_temperature(run, 1, stage_config, plan, engine, progress=False)
+    assert chosen.temperature == 0.7 and stage_config.temperature == "auto"  # a new config; the input unchanged
+    probe = plan.auto_temperature
+    assert probe["balance_scores"] == {"0.3": 0.0625, "0.7": 1.0, "1.1": 0.0}  # min(1/4,1)*1/4 when cold
+    assert probe["probe_questions"] == 6 and engine.calls == [(6, 4, 0.3), (6, 4, 0.7), (6, 4, 1.1)]
 
 
 def test_sample_stage_with_auto_temperature_records_its_choice(tmp_path):
@@ -55,7 +59,7 @@ def test_sample_stage_with_auto_temperature_records_its_choice(tmp_path):
     config = load_config(SMOKE, ["sample.temperature=auto", "sample.auto_temperatures=[0.4, 0.8]",
                                  "sample.auto_questions=4"])
     run = Run.create(config, tmp_path / "run")
-    sample_stage(run, 1, config.sample, progress=False)
+    sample.run_stage(run, 1, run.config.stage_config("sample", 1), progress=False)
     sampling = run.metrics(1)["sampling"]
     assert set(sampling["auto_temperature"]["balance_scores"]) == {"0.4", "0.8"}
     assert sampling["temperature"] == sampling["auto_temperature"]["temperature"] in (0.4, 0.8)

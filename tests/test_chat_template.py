@@ -3,7 +3,8 @@ start with exactly the tokens the sampling engine feeds the model for that promp
 
 import pytest
 
-from rft_helpers.data import build_prompt, sft_example
+from rft_helpers.data import build_prompt
+from rft_helpers.records import train_example
 from rft_helpers.models import load_model, load_tokenizer
 from rft_helpers.sampling.hf import TransformersEngine
 
@@ -23,7 +24,7 @@ def _trainer_tokens(model_dir, example):
 @pytest.mark.parametrize("system_prompt", [None, "Show your work."])
 def test_training_text_starts_with_the_sampling_prompt(tiny_model_dir, system_prompt):
     prompt = build_prompt("12+34=?", system_prompt)
-    example = sft_example("q", prompt, "2+4=6\n1+3=4\nAnswer: 46")
+    example = train_example("q", prompt, "2+4=6\n1+3=4\nAnswer: 46")
     input_ids, labels = _trainer_tokens(tiny_model_dir, example)
     engine = TransformersEngine(load_model(tiny_model_dir), load_tokenizer(tiny_model_dir))
     (sampling_ids,) = engine.encode([prompt])  # evaluation uses the same engine and build_prompt

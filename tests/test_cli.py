@@ -26,6 +26,17 @@ def test_validate(capsys):
     assert "ok (run demo, 3 iterations" in capsys.readouterr().out
 
 
+def test_a_recipe_shipped_with_the_package_is_found_from_any_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # no params/ here
+    assert main(["validate", "params/smoke.yaml"]) == 0
+    assert main(["validate", "demo"]) == 0
+    assert "ok (run demo, 3 iterations" in capsys.readouterr().out
+    assert main(["validate", "params/nope.yaml"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: params/nope.yaml: params file not found (recipes shipped with rft: demo, gsm8k_tiny, "
+        "llama31_8b_math, qwen25_math_7b_math, smoke, smollm2_arithmetic)")
+
+
 def test_status_of_a_missing_run_is_one_line_error(tmp_path, capsys):
     assert main(["status", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'run.json'}: file not found"

@@ -3,8 +3,10 @@ from pathlib import Path
 import pytest
 
 from rft_helpers.cli import main
-from rft_helpers.config import RunConfig, check_paths, load_config
+from rft_helpers.config import RunConfig
+from rft_helpers.recipes import load_config
 from rft_helpers.exceptions import ConfigError
+from rft_helpers.preflight import check_paths
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -136,3 +138,59 @@ def test_resume_with_merged_lora_is_refused():
     with pytest.raises(ConfigError, match="init resume with method lora needs lora.merge false"):
         load_config(None, ["train.init=resume", "train.method=lora"])
     assert load_config(None, ["train.init=resume", "train.method=lora", "train.lora.merge=false"]).train.lora.merge is False
+
+
+# ------------------------------------------------------------------------------- rules between sections
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["train.algorithm=grpo", "sample.n=3", "train.batch_size=8"],
+         "train.batch_size: 8 completions per step is not a multiple of sample.n=3"),
+        (["train.algorithm=grpo", "sample.temperature=auto"],
+         "sample.temperature: auto cannot be used with train.algorithm grpo"),
+        (["train.algorithm=[sft, grpo]", "sample.n=[8, 6]"],  # only iteration 2 trains with GRPO
+         "not a multiple of sample.n=6 (iteration 2)"),
+        (["iterations=1", "train.algorithm=[sft, grpo]", "sample.n=6"],  # a longer schedule counts too
+         "not a multiple of sample.n=6 (iteration 2)"),
+        (["task.seed_size=0"], "train.baseline: the baseline trains on the seed set, but task.seed_size is 0"),
+        (["task.seed_size=0", "train.baseline=false", "warmup.max_steps=5"],
+         "warmup.max_steps: the warm-up trains on the seed set"),
+    ],
+)
+def test_rules_between_sections_are_checked_when_the_config_loads(overrides, expected):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, overrides)
+    assert expected in str(err.value) and "\n" not in str(err.value)
+    assert load_config(None, ["train.algorithm=grpo", "sample.n=4", "train.batch_size=8"]).train.algorithm == "grpo"
+
+
+@pytest.mark.parametrize("overrides, field", [
+    (["train.algorithm=grpo", "sample.n=3", "train.batch_size=8"], "train.batch_size"),
+    (["train.algorithm=grpo", "sample.temperature=auto"], "sample.temperature"),
+])
+def test_rft_validate_rejects_what_would_fail_after_the_warm_up(overrides, field, capsys):
+    args = [item for o in overrides for item in ("--set", o)]
+    assert main(["validate", str(ROOT / "params" / "smoke.yaml"), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {ROOT / 'params' / 'smoke.yaml'}: {field}: ") and err.count("\n") == 1
+
+
+# ------------------------------------------------------------------------------------------ stage configs
+def test_a_stage_config_is_its_section_at_the_iteration_plus_the_sections_it_reads():
+    from rft_helpers.config import STAGE_CONFIGS, EvalStageConfig, SampleStageConfig, TrainStageConfig
+
+    config = load_config(ROOT / "params" / "demo.yaml", ["sample.temperature=[0.5, 0.9]", "vllm.kv_cache_gib=2",
+                                                         "filter.reward=my.reward", "train.algorithm=[sft, grpo]"])
+    sample = config.stage_config("sample", 2)
+    assert isinstance(sample, SampleStageConfig) and sample.temperature == 0.9 and sample.n == config.sample.n
+    assert sample.vllm.kv_cache_gib == 2 and sample.filter.reward == "my.reward"  # for the auto-temperature probe
+    train = config.stage_config("train", 2)
+    assert isinstance(train, TrainStageConfig) and train.algorithm == "grpo" and train.sample.temperature == 0.9
+    warmup = config.stage_config("train", 0)  # iteration 0 is the warm-up: SFT of all weights from the base
+    assert (warmup.max_steps, warmup.learning_rate, warmup.batch_size) == (200, 0.003, 32)
+    assert (warmup.algorithm, warmup.method, warmup.init, warmup.mix_seed, warmup.baseline) == (
+        "sft", "full", "base", False, False)
+    evaluation = config.stage_config("eval", 1)
+    assert isinstance(evaluation, EvalStageConfig) and evaluation.reward == "my.reward"  # the filter's by default
+    assert config.stage_config("filter", 1) == config.filter
+    assert set(STAGE_CONFIGS) == {"sample", "filter", "train", "eval"}

@@ -45,18 +45,21 @@ def test_moe_models_are_told_apart_from_dense_ones(tmp_path, tiny_model_dir):
 
 def test_a_failing_replica_stops_the_stage_with_the_end_of_its_log(tmp_path):
     parts = tmp_path / "samples.parts"
+    request = {"run_dir": str(tmp_path / "no-such-run"), "iteration": 1, "config": {}}
     with pytest.raises(RuntimeError, match=r"vLLM data-parallel rank \d failed \(exit 1; log .*rank_\d.log\): .*run.json"):
-        sample_data_parallel(tmp_path / "no-such-run", 1, {}, [0, 1], parts, size=2, tensor_parallel_size=1)
+        sample_data_parallel(request, "rft_helpers.stages.sample_replica", [0, 1], parts, size=2,
+                             tensor_parallel_size=1)
     assert not list(parts.glob("*.jsonl"))  # nothing half-written
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm not installed (make setup-vllm)")
 def test_two_vllm_replicas_share_the_chunks_and_resume_skips_finished_ones(tmp_path, smollm2_dir):
-    from rft_helpers.config import load_config
-    from rft_helpers.io import read_jsonl, write_jsonl
+    from rft_helpers.recipes import load_config
+    from rft_helpers.io import write_jsonl
+    from rft_helpers.records import sample_record
     from rft_helpers.run import Run
-    from rft_helpers.stages import question_chunks, sample_stage
+    from rft_helpers.stages import sample
 
     config = load_config("params/smollm2_arithmetic.yaml", [
         "iterations=1", "task.num_train=8", "task.num_test=4", "task.seed_size=2", "eval.second_set=null",
@@ -65,13 +68,13 @@ def test_two_vllm_replicas_share_the_chunks_and_resume_skips_finished_ones(tmp_p
         "vllm.enforce_eager=true",  # no torch.compile: each replica starts in seconds
     ])
     run = Run.create(config, tmp_path / "run")
-    chunks = question_chunks(run, 1, run.config.sample)
+    stage_config = run.config.stage_config("sample", 1)
+    chunks = sample.question_chunks(run, 1, stage_config)
     # Chunk 0 was written before a crash: it must be kept as it is, not sampled again.
-    finished = [{"id": chunks[0][0]["id"], "sample_index": k, "completion": "from before the crash",
-                 "completion_tokens": 4} for k in range(2)]
+    finished = [sample_record(chunks[0][0], k, [], "from before the crash", 3, 4, "stop", {}) for k in range(2)]
     write_jsonl(run.iter_dir(1) / "samples.parts" / "00000.jsonl", finished)
 
-    rows = sample_stage(run, 1, run.config.sample, progress=False)
+    rows = sample.run_stage(run, 1, stage_config, progress=False)
 
     assert [r["id"] for r in rows] == [q["id"] for chunk in chunks for q in chunk for _ in range(2)]  # question order
     assert rows[:2] == finished

@@ -32,7 +32,7 @@ def test_second_set_is_evaluated_at_the_ends_with_its_solution_loss(smoke_config
     from rft_helpers.io import read_jsonl, write_jsonl
     from rft_helpers.report import second_set_table
     from rft_helpers.run import Run
-    from rft_helpers.stages import evaluate_stage
+    from rft_helpers.stages import evaluate
 
     source = tmp_path / "other.jsonl"
     write_jsonl(source, [{"question": f"{i}+{i}=?", "answer": f"{i}+{i}={2 * i}\n#### {2 * i}"} for i in range(1, 6)])
@@ -43,14 +43,14 @@ def test_second_set_is_evaluated_at_the_ends_with_its_solution_loss(smoke_config
     run = Run.create(config, tmp_path / "run")
     assert [r["answer"] for r in read_jsonl(run.data_dir / "other.jsonl")] == ["2", "4", "6", "8"]  # copied once
 
-    results = evaluate_stage(run, 0, run.config.eval, progress=False)
+    results = evaluate.run_stage(run, 0, run.config.stage_config("eval", 0), progress=False)
     other = run.metrics(0)["eval_other"]
     assert other["n"] == 4 and 0 < other["solution_loss"] < 20
     assert run.metrics(0)["baseline_eval_other"] == other  # iteration 0: one model for both
     assert len(read_jsonl(run.iter_dir(0) / "predictions_other.jsonl")) == 4
     assert "eval_other" in results
 
-    evaluate_stage(run, 1, run.config.eval, progress=False)  # neither the first nor the last iteration
+    evaluate.run_stage(run, 1, run.config.stage_config("eval", 1), progress=False)  # neither first nor last
     assert "eval_other" not in run.metrics(1)
     table = second_set_table(run)
     assert list(table["iteration"]) == [0] and table.loc[0, "solution_loss"] == other["solution_loss"]
@@ -96,12 +96,12 @@ def test_sampled_summary_gives_maj_at_k_and_pass_at_k():
 def test_evaluate_stage_samples_for_maj_and_pass_at_k(smoke_config, tmp_path):
     from rft_helpers.io import read_jsonl
     from rft_helpers.run import Run
-    from rft_helpers.stages import evaluate_stage
+    from rft_helpers.stages import evaluate
 
     config = smoke_config.model_copy(deep=True)
     config.eval.num_questions, config.eval.samples, config.eval.temperature = 6, 4, 1.0
     run = Run.create(config, tmp_path / "run")
-    evaluate_stage(run, 0, run.config.eval, progress=False)
+    evaluate.run_stage(run, 0, run.config.stage_config("eval", 0), progress=False)
     metrics = run.metrics(0)["eval"]
     sampled = read_jsonl(run.iter_dir(0) / "sampled_predictions.jsonl")
     assert len(sampled) == 6 and all(len(p["answers"]) == len(p["correct"]) == 4 for p in sampled)
@@ -117,3 +117,25 @@ def test_equivalent_answers_vote_together():
     assert majority_vote(["3", "0.5", "3", "1/2", "\\frac{1}{2}"]) in {"0.5", "1/2", "\\frac{1}{2}"}
     assert majority_vote(["7", "x = 7", "8", "8"]) == "7"  # 7 and x = 7 tie with 8: the group seen first wins
     assert majority_vote([None, None]) is None
+
+
+def test_answers_are_judged_by_the_eval_reward_which_defaults_to_the_filters(smoke_config, tmp_path, monkeypatch):
+    """A custom reward judges the test answers as it judges the samples: here one that accepts every answer."""
+    from rft_helpers.io import read_jsonl
+    from rft_helpers.run import Run
+    from rft_helpers.stages import evaluate
+
+    (tmp_path / "lenient.py").write_text(
+        "def reward(completions, answer, **kwargs):\n    return [1.0 for _ in completions]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = smoke_config.model_copy(deep=True)
+    config.eval.num_questions = 4
+    config.filter.reward = "lenient.reward"  # eval.reward is None: the filter's
+    run = Run.create(config, tmp_path / "run")
+    stage_config = run.config.stage_config("eval", 0)
+    assert stage_config.reward == "lenient.reward"
+    assert evaluate.run_stage(run, 0, stage_config, progress=False)["eval"]["accuracy"] == 1.0
+    assert {(p["reward"], p["correct"]) for p in read_jsonl(run.iter_dir(0) / "predictions.jsonl")} == {(1.0, True)}
+
+    stage_config.reward = "exact_answer"  # eval.reward set: the tiny untrained model gets nothing right
+    assert evaluate.run_stage(run, 0, stage_config, progress=False)["eval"]["accuracy"] == 0.0

@@ -2,13 +2,14 @@ import pytest
 
 from rft_helpers.config import FilterConfig
 from rft_helpers.filters import apply_filters, balance_score, build_pairs, build_train_set, filter_summary, score_samples
+from rft_helpers.records import assistant
 from rft_helpers.rewards import exact_answer
 
 PROMPT = [{"role": "user", "content": "2+2=?"}]
 
 
 def rows(*completions, qid="q1", answer="4"):
-    return [{"id": qid, "prompt": PROMPT, "completion": c, "answer": answer} for c in completions]
+    return [{"id": qid, "prompt": PROMPT, "completion": assistant(c), "answer": answer} for c in completions]
 
 
 def test_scores_filters_and_records_why():
@@ -48,7 +49,8 @@ def test_train_set_is_chat_prompt_completion():
 
 
 def _scored(question: str, completions: list[str], correct: list[bool]) -> list[dict]:
-    return [{"id": question, "completion": c, "rewards": {"exact_answer": float(ok)}} for c, ok in zip(completions, correct)]
+    return [{"id": question, "completion": assistant(c), "rewards": {"exact_answer": float(ok)}}
+            for c, ok in zip(completions, correct)]
 
 
 def test_balance_score_rewards_distinct_correct_samples_and_penalises_duplicates():
@@ -64,13 +66,13 @@ def test_balance_score_rewards_distinct_correct_samples_and_penalises_duplicates
 
 def test_length_truncation_script_and_too_easy_filters_record_their_reason():
     samples = [
-        {"id": "q1", "completion": "Answer: 4", "completion_tokens": 3, "finish_reason": "stop"},
-        {"id": "q1", "completion": "Two and two, counted slowly... Answer: 4", "completion_tokens": 40, "finish_reason": "stop"},
-        {"id": "q1", "completion": "2+2 is 4 so Answer: 4", "completion_tokens": 9, "finish_reason": "length"},
-        {"id": "q1", "completion": "二加二等于四 Answer: 4", "completion_tokens": 9, "finish_reason": "stop"},
-        {"id": "q1", "completion": "Answer: 5", "completion_tokens": 3, "finish_reason": "stop"},
-        {"id": "q2", "completion": "Answer: 6", "completion_tokens": 3, "finish_reason": "stop"},
-        {"id": "q2", "completion": "Six. Answer: 6", "completion_tokens": 5, "finish_reason": "stop"},
+        {"id": "q1", "completion": assistant("Answer: 4"), "completion_tokens": 3, "finish_reason": "stop"},
+        {"id": "q1", "completion": assistant("Two and two, counted slowly... Answer: 4"), "completion_tokens": 40, "finish_reason": "stop"},
+        {"id": "q1", "completion": assistant("2+2 is 4 so Answer: 4"), "completion_tokens": 9, "finish_reason": "length"},
+        {"id": "q1", "completion": assistant("二加二等于四 Answer: 4"), "completion_tokens": 9, "finish_reason": "stop"},
+        {"id": "q1", "completion": assistant("Answer: 5"), "completion_tokens": 3, "finish_reason": "stop"},
+        {"id": "q2", "completion": assistant("Answer: 6"), "completion_tokens": 3, "finish_reason": "stop"},
+        {"id": "q2", "completion": assistant("Six. Answer: 6"), "completion_tokens": 5, "finish_reason": "stop"},
     ]
     answers = {"q1": "4", "q2": "6"}
     scored = score_samples([s | {"prompt": PROMPT, "answer": answers[s["id"]]} for s in samples], exact_answer,

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from rft_helpers.config import check_paths, load_config
+from rft_helpers.recipes import load_config
+from rft_helpers.preflight import check_paths
 from rft_helpers.exceptions import ConfigError
 from rft_helpers.gguf_models import convert_gguf, resolve_folder
 from rft_helpers.models import load_model, load_tokenizer

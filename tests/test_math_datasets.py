@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rft_helpers.config import load_config
+from rft_helpers.recipes import load_config
 from rft_helpers.io import read_jsonl
 from rft_helpers.pipeline import run_pipeline
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 import openai
 import pytest
 
-from rft_helpers.config import load_config
+from rft_helpers.recipes import load_config
 from rft_helpers.exceptions import ConfigError
 from rft_helpers.io import read_jsonl
 from rft_helpers.run import Run
 from rft_helpers.sampling import SamplingParams, get_engine
 from rft_helpers.sampling.openai_server import OpenAICompatibleServer, prompt_key
-from rft_helpers.stages import sample_stage
+from rft_helpers.stages import sample
 
 from conftest import SMOKE
 
@@ -38,8 +38,10 @@ def test_every_prompt_answered_once_through_injected_failures(served, monkeypatc
     assert set(served.served) == {prompt_key(p) for p in PROMPTS}
     assert engine.usage["requests"] == len(PROMPTS)
     assert engine.usage["completion_tokens"] == sum(c.completion_tokens for o in outputs for c in o) > 0
+    served_before = served.stats["succeeded"]
     greedy = engine.generate(PROMPTS[:2], SamplingParams(n=3, temperature=0.0, max_new_tokens=6))
     assert [len({c.text for c in o}) for o in greedy] == [1, 1]  # decoded once, repeated n times
+    assert served.stats["succeeded"] - served_before == 2 and engine.usage["requests"] == len(PROMPTS) + 2
 
 
 def test_sample_stage_resumes_after_the_server_goes_down(tiny_model_dir, tmp_path, monkeypatch):
@@ -49,17 +51,18 @@ def test_sample_stage_resumes_after_the_server_goes_down(tiny_model_dir, tmp_pat
                                  "openai.model=tiny", "openai.api_key_env=TEST_OPENAI_KEY", "openai.max_retries=1",
                                  "openai.prompt_price_per_million=1.0", "openai.completion_price_per_million=2.0"])
     run = Run.create(config, tmp_path / "run")
+    stage_config = run.config.stage_config("sample", 1)  # the engine's settings come with the stage's
     engine = get_engine("transformers", tiny_model_dir)
     with OpenAICompatibleServer(engine, "tiny", fail_after=6) as down:  # answers 6 questions, then fails
-        run.config.openai.base_url = down.base_url
+        stage_config.openai.base_url = down.base_url
         with pytest.raises(openai.APIStatusError):  # a 500 or 429 after the retries
-            sample_stage(run, 1, run.config.sample, progress=False)
+            sample.run_stage(run, 1, stage_config, progress=False)
     parts = sorted((run.iter_dir(1) / "samples.parts").glob("*.jsonl"))
     assert len(parts) == 1  # the first chunk of 4 questions was written before the failure
 
     with OpenAICompatibleServer(engine, "tiny") as healthy:
-        run.config.openai.base_url = healthy.base_url
-        rows = sample_stage(run, 1, run.config.sample, progress=False)
+        stage_config.openai.base_url = healthy.base_url
+        rows = sample.run_stage(run, 1, stage_config, progress=False)
         assert healthy.stats["succeeded"] == 8  # only the 8 questions not written yet were asked for
     assert len(rows) == 12 * config.sample.n and len({(r["id"], r["sample_index"]) for r in rows}) == len(rows)
     assert not (run.iter_dir(1) / "samples.parts").exists()

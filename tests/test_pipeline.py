@@ -8,22 +8,16 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from rft_helpers.config import load_config
+from rft_helpers.config import STAGE_CONFIGS
+from rft_helpers.recipes import load_config
 from rft_helpers.exceptions import ConfigError, StageFailed
 from rft_helpers.io import read_json, read_jsonl
 from rft_helpers.pipeline import STAGES, plan, run_pipeline, stage_parameters
-from rft_helpers.run import Run
+from rft_helpers.run import STAGE_NOTEBOOKS, Run
 
-PARAMS = {
-    "01_sample": "engine num_questions n temperature top_p max_new_tokens batch_size chunk_questions auto_temperatures "
-                 "auto_questions auto_target_correct",
-    "02_filter": "reward min_reward dedupe max_per_question prefer_shorter near_duplicate drop_too_easy "
-                 "max_completion_tokens drop_truncated pairs_per_question script",
-    "03_train": "algorithm beta dpo_sft_weight init method lora learning_rate num_epochs max_steps batch_size "
-                "mix_seed baseline bf16 gradient_checkpointing batching num_processes accelerate_config",
-    "04_evaluate": "engine num_questions max_new_tokens batch_size samples temperature top_p second_set",
-    "05_report": "",
-}
+# What each fixture notebook declares: its stage config's fields, from config.py (as the real notebooks do)
+PARAMS = {notebook: " ".join(STAGE_CONFIGS[section].model_fields) for section, notebook in STAGE_NOTEBOOKS.items()}
+PARAMS["05_report"] = ""
 
 
 def fixture_notebooks(folder: Path, body: dict[str, str] | None = None, declare_all: bool = True) -> Path:
@@ -54,7 +48,9 @@ def test_plan_and_stage_parameters(fast_config, tmp_path):
     warmup = stage_parameters(fast_config, plan(fast_config)[0], tmp_path)
     assert warmup["max_steps"] == fast_config.warmup.max_steps and warmup["baseline"] is False
     sample = stage_parameters(fast_config, plan(fast_config)[2], tmp_path)
-    assert sample == {"run_dir": str(tmp_path), "iteration": 1, **fast_config.sample.model_dump()}
+    assert sample == {"run_dir": str(tmp_path), "iteration": 1,
+                      **fast_config.stage_config("sample", 1).model_dump(mode="json")}
+    assert sample["n"] == fast_config.sample.n and sample["vllm"] == fast_config.vllm.model_dump()
     fast_config.warmup.max_steps = 0
     assert plan(fast_config)[0].key == "iter_00/04_evaluate"
 
@@ -171,6 +167,21 @@ def test_smoke_run_writes_the_run_directory_contract(smoke_run):
     assert best["accuracy"] == max(accuracies) and best["iteration"] == accuracies.index(max(accuracies))
     assert (run.dir / "best_checkpoint").resolve() == Path(best["checkpoint"]).resolve()
     assert (run.iter_dir(0) / "checkpoint" / "config.json").exists()
+    assert not [k for k, v in state["stages"].items() if "by_hand" in v or "overrides" in v]  # the pipeline ran all
+
+
+@pytest.mark.slow
+def test_every_file_of_the_run_is_its_record_format_and_loads_with_datasets(smoke_run):
+    from datasets import load_dataset
+
+    from rft_helpers.records import Prediction, Question, Sample, Scored, read_records
+
+    formats = {"data/train.jsonl": Question, "data/test.jsonl": Question, "data/seed.jsonl": Question,
+               "iter_01/samples.jsonl": Sample, "iter_01/scored.jsonl": Scored,
+               "iter_00/predictions.jsonl": Prediction, "iter_01/predictions.jsonl": Prediction}
+    for name, record in formats.items():
+        rows = read_records(smoke_run.dir / name, record)
+        assert rows and len(load_dataset("json", data_files=str(smoke_run.dir / name), split="train")) == len(rows)
 
 
 @pytest.mark.slow

@@ -3,7 +3,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from rft_helpers.rewards import exact_answer, extract_answer, get_reward, is_equivalent
+from rft_helpers.exceptions import ConfigError
+from rft_helpers.rewards import exact_answer, extract_answer, get_reward, is_equivalent, score_rows
 
 
 @pytest.mark.parametrize(
@@ -48,5 +49,36 @@ def test_reward_works_in_threads_and_pickles():
 def test_reward_registry():
     assert get_reward("exact_answer") is exact_answer
     assert get_reward("rft_helpers.rewards.outcome.exact_answer") is exact_answer
-    with pytest.raises(ValueError, match="filter.reward: unknown reward 'nope'.*exact_answer"):
+    with pytest.raises(ConfigError, match="filter.reward: unknown reward 'nope'.*exact_answer"):
         get_reward("nope")
+    with pytest.raises(ConfigError, match="eval.reward: unknown reward 'no_such_package.score'"):
+        get_reward("no_such_package.score", "eval.reward")
+
+
+def test_a_custom_reward_whose_import_fails_is_named_with_its_file_and_error(tmp_path, monkeypatch):
+    (tmp_path / "my_rewards.py").write_text("import numpyy\n\ndef score(completions, **kwargs):\n    return [1.0]\n")
+    (tmp_path / "good_rewards.py").write_text("def score(completions, **kwargs):\n    return [1.0] * len(completions)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError) as err:
+        get_reward("my_rewards.score")
+    message = str(err.value)
+    assert message.startswith("filter.reward: 'my_rewards.score': importing my_rewards")
+    assert str(tmp_path / "my_rewards.py") in message and "No module named 'numpyy'" in message
+    assert "\n" not in message
+    with pytest.raises(ConfigError, match=r"good_rewards \(.*good_rewards.py\) has no function 'scor'"):
+        get_reward("good_rewards.scor")
+    assert get_reward("good_rewards.score")(["a", "b"]) == [1.0, 1.0]
+
+
+def test_score_rows_passes_the_dataset_columns_and_checks_the_count():
+    seen = {}
+
+    def reward(completions, id, prompt, answer, **kwargs):
+        seen.update(completions=completions, id=id, answer=answer)
+        return [0.5] * len(completions)
+
+    rows = [{"id": "q1", "prompt": [], "answer": "4", "completion": [{"role": "assistant", "content": "4"}]}]
+    assert score_rows(rows, reward, "mine") == [0.5]
+    assert seen == {"completions": [rows[0]["completion"]], "id": ["q1"], "answer": ["4"]}
+    with pytest.raises(RuntimeError, match="reward short: returned 0 scores for 1 completions"):
+        score_rows(rows, lambda completions, **kw: [], "short")

@@ -1,8 +1,9 @@
 import torch
 import pytest
 
+from rft_helpers.exceptions import ConfigError
 from rft_helpers.models import load_model, load_tokenizer
-from rft_helpers.sampling import SamplingParams, check_counts, get_engine
+from rft_helpers.sampling import Completion, SamplingEngine, SamplingParams, check_counts, get_engine
 from rft_helpers.sampling.hf import TransformersEngine
 
 PROMPTS = [[{"role": "user", "content": q}] for q in ["1+1=?", "12*3-4+5=?", "9-3=?"]]
@@ -43,10 +44,54 @@ def test_batched_greedy_matches_one_prompt_at_a_time(tiny_model_dir):
 
 
 def test_unknown_engine_and_count_check(tiny_model_dir):
-    with pytest.raises(ValueError, match="sample.engine: unknown engine 'nope'.*transformers"):
+    with pytest.raises(ConfigError, match="sample.engine: unknown engine 'nope'.*transformers"):
         get_engine("nope", None)
     with pytest.raises(RuntimeError, match="expected 2 prompts x 3 completions"):
         check_counts([1, 2], [[1, 1, 1], [1]], 3, "fake")
+
+
+@pytest.mark.parametrize("engine, options, expected", [
+    ("transformers", {"batch_sise": 2}, "engine transformers: unknown option 'batch_sise'; its options are batch_size, dtype"),
+    ("vllm", {"tensor_paralel_size": 2}, "engine vllm: unknown option 'tensor_paralel_size'; its options are "),
+    ("openai", {"max_concurency": 4}, "engine openai: unknown option 'max_concurency'; its options are "),
+    ("transformers", {"dtype": "float64"}, "engine transformers: dtype: Input should be 'float32'"),
+])
+def test_a_misspelt_or_invalid_engine_option_is_a_one_line_error(engine, options, expected, tiny_model_dir):
+    with pytest.raises(ConfigError) as err:
+        get_engine(engine, tiny_model_dir, **options)
+    assert str(err.value).startswith(expected) and "\n" not in str(err.value)
+
+
+class CountingEngine(SamplingEngine):
+    """The base class's bookkeeping, on an engine that only echoes: what it was asked, and what it returned."""
+
+    name = "counting"
+    Options = None
+
+    def __init__(self, drop_one: bool = False):
+        super().__init__("echo")
+        self.calls, self.drop_one = [], drop_one
+
+    @classmethod
+    def from_options(cls, model_path, options):
+        return cls()
+
+    def _generate(self, prompts, params, progress):
+        self.calls.append(params.n)
+        n = params.n - self.drop_one
+        return [[Completion(f"{p[-1]['content']} #{k}", 3, 2, "stop") for k in range(n)] for p in prompts]
+
+
+def test_the_base_engine_decodes_greedy_once_checks_counts_and_counts_tokens():
+    engine = CountingEngine()
+    greedy = engine.generate(PROMPTS, SamplingParams(n=4, temperature=0.0))
+    assert engine.calls == [1] and [len(o) for o in greedy] == [4, 4, 4]  # decoded once, repeated n times
+    assert all(len({c.text for c in o}) == 1 for o in greedy)
+    engine.generate(PROMPTS, SamplingParams(n=2, temperature=1.0))
+    assert engine.calls == [1, 2]
+    assert engine.usage == {"requests": 6, "prompt_tokens": 6 * 3, "completion_tokens": (3 * 1 + 3 * 2) * 2}
+    with pytest.raises(RuntimeError, match="engine counting: expected 3 prompts x 2 completions"):
+        CountingEngine(drop_one=True).generate(PROMPTS, SamplingParams(n=2, temperature=1.0))
 
 
 def test_auto_engine_is_vllm_only_on_a_gpu_with_vllm_installed(monkeypatch, tiny_model_dir):

@@ -8,11 +8,11 @@ import importlib.util
 
 import pytest
 
-from rft_helpers.config import load_config
+from rft_helpers.recipes import load_config
 from rft_helpers.io import read_jsonl
 from rft_helpers.run import Run
 from rft_helpers.sampling import SamplingParams
-from rft_helpers.stages import evaluate_stage, sample_stage
+from rft_helpers.stages import evaluate, sample
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm not installed (make setup-vllm)")
 RECIPE = "params/smollm2_arithmetic.yaml"
@@ -22,7 +22,9 @@ def small_recipe(tmp_path, *overrides):
     config = load_config(RECIPE, [
         "iterations=1", "task.num_train=8", "task.num_test=4", "task.seed_size=2", "eval.second_set=null",
         "sample.num_questions=4", "sample.n=3", "sample.max_new_tokens=16", "eval.max_new_tokens=16",
-        "vllm.max_model_len=256", "vllm.kv_cache_gib=1", *overrides,
+        "vllm.max_model_len=256", "vllm.kv_cache_gib=1",
+        "vllm.enforce_eager=true",  # no torch.compile: each engine starts in seconds instead of a minute and a half
+        *overrides,
     ])
     return Run.create(config, tmp_path / "run")
 
@@ -30,20 +32,21 @@ def small_recipe(tmp_path, *overrides):
 @pytest.mark.slow
 def test_recipe_stages_through_vllm_match_transformers(tmp_path, smollm2_dir):
     run = small_recipe(tmp_path, "sample.engine=vllm", "eval.engine=vllm", "model.dtype=float32")
-    samples = sample_stage(run, 1, run.config.sample, progress=False)
+    samples = sample.run_stage(run, 1, run.config.stage_config("sample", 1), progress=False)
     assert len(samples) == 4 * 3 and {s["sampling"]["engine"] for s in samples} == {"vllm"}
     assert all(s["completion_tokens"] <= 16 and s["finish_reason"] in {"stop", "length"} for s in samples)
-    assert len({s["completion"] for s in samples}) > 4  # sampled, not copies
+    assert len({s["completion"][0]["content"] for s in samples}) > 4  # sampled, not copies
     assert run.metrics(1)["sampling"]["tokens_per_s"] > 0
     import psutil
 
     engine_processes = [p for p in psutil.Process().children(recursive=True) if p.name().startswith("VLLM")]
     assert not [p for p in engine_processes if p.status() != psutil.STATUS_ZOMBIE]  # the stage shut vLLM down
 
-    by_vllm = evaluate_stage(run, 0, run.config.eval, progress=False)["eval"]
+    eval_config = run.config.stage_config("eval", 0)
+    by_vllm = evaluate.run_stage(run, 0, eval_config, progress=False)["eval"]
     vllm_answers = read_jsonl(run.iter_dir(0) / "predictions.jsonl")
-    run.config.eval.engine = "transformers"
-    by_hf = evaluate_stage(run, 0, run.config.eval, progress=False)["eval"]
+    eval_config.engine = "transformers"
+    by_hf = evaluate.run_stage(run, 0, eval_config, progress=False)["eval"]
     hf_answers = read_jsonl(run.iter_dir(0) / "predictions.jsonl")
     # Same chat-template prompt ids and float32 weights: greedy answers agree token for token.
     assert [p["completion"] for p in vllm_answers] == [p["completion"] for p in hf_answers]

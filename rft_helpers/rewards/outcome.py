@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from ..records import completion_text
 from .equivalence import are_equivalent
 
 _ANSWER_PATTERNS = [
@@ -16,12 +17,6 @@ _ANSWER_PATTERNS = [
     re.compile(r"[Aa]nswer(?: is)?\s*[:=]?\s*([^\n]+)"),
 ]
 _ANY_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
-
-
-def completion_text(completion: str | list[dict]) -> str:
-    if isinstance(completion, str):
-        return completion
-    return "".join(m.get("content", "") for m in completion if m.get("role") == "assistant")
 
 
 def last_boxed(text: str) -> str | None:

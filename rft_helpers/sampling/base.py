@@ -1,9 +1,18 @@
-"""The one interface every sampling engine implements: chat prompts in, n completions per prompt out."""
+"""The one interface every sampling engine implements: chat prompts in, n completions per prompt out.
+
+`SamplingEngine` does what every engine shares, once: greedy answers are identical, so a greedy request is
+decoded once per prompt and repeated n times; the count of completions is checked (an engine that silently
+drops some is an error); the engine names the model it serves and counts the tokens it used. An engine
+implements `from_options` (its typed `Options`; an unknown option is an error) and `_generate`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field, replace
+from typing import ClassVar
+
+from pydantic import BaseModel
 
 
 @dataclass(frozen=True)
@@ -33,16 +42,40 @@ class Completion:
     finish_reason: str  # "stop" (end of turn or stop string) or "length"
 
 
-class SamplingEngine(Protocol):
-    name: str
+class SamplingEngine(ABC):
+    name: ClassVar[str]
+    Options: ClassVar[type[BaseModel]]  # what `get_engine(name, path, **options)` accepts
+
+    def __init__(self, model_name: str):
+        self.model_name = model_name  # the checkpoint path, or the model name an endpoint serves
+        self._tokens = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0}
+
+    @classmethod
+    @abstractmethod
+    def from_options(cls, model_path, options: BaseModel) -> "SamplingEngine":
+        """The engine serving the checkpoint at `model_path` with validated `options`."""
 
     def generate(self, prompts: list[list[dict]], params: SamplingParams, progress: bool = False) -> list[list[Completion]]:
-        """Return exactly `params.n` completions for each prompt, in prompt order."""
-        ...
+        """Exactly `params.n` completions for each prompt, in prompt order."""
+        draws = replace(params, n=1) if params.greedy else params  # greedy: decode once, repeat n times
+        outputs = self._generate(prompts, draws, progress)
+        check_counts(prompts, outputs, draws.n, self.name)
+        self._tokens["requests"] += len(prompts)
+        self._tokens["prompt_tokens"] += sum(completions[0].prompt_tokens for completions in outputs)
+        self._tokens["completion_tokens"] += sum(c.completion_tokens for completions in outputs for c in completions)
+        return [completions * params.n for completions in outputs] if params.greedy else outputs
+
+    @abstractmethod
+    def _generate(self, prompts: list[list[dict]], params: SamplingParams, progress: bool) -> list[list[Completion]]:
+        """`params.n` completions for each prompt, in prompt order (greedy requests come with n=1)."""
+
+    @property
+    def usage(self) -> dict:
+        """Requests and tokens so far: each prompt once (its n samples share it), every completion token."""
+        return dict(self._tokens)
 
     def close(self) -> None:
         """Free the model (and GPU memory) before the next stage needs it."""
-        ...
 
 
 def check_counts(prompts: list, outputs: list[list[Completion]], n: int, engine: str) -> None:

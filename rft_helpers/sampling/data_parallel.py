@@ -8,6 +8,9 @@ by `VLLM_DP_RANK`, `VLLM_DP_SIZE` and `VLLM_DP_MASTER_*`, so each process keeps 
 finished (a file barrier). The MoE path has not been run: no MoE model fits this machine. Each process samples every `size`-th unfinished
 chunk and writes it to samples.parts/ as it finishes, so a crash loses at most one chunk per replica and a rerun
 samples only what is missing. Each replica's output goes to samples.parts/rank_K.log.
+
+This module starts, places and watches the replica processes; what each one runs is the sample stage's
+(`rft_helpers.stages.sample_replica`), named by the caller, so the engine layer does not reach up into the stages.
 """
 
 from __future__ import annotations
@@ -75,25 +78,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def sample_data_parallel(run_dir: Path, iteration: int, config: dict, chunks: list[int], parts: Path, size: int,
+def sample_data_parallel(request: dict, worker_module: str, chunks: list[int], parts: Path, size: int,
                          tensor_parallel_size: int, moe: bool = False, progress=None) -> list[dict]:
-    """Sample `chunks` of iteration `iteration` on `size` replica processes; returns each rank's numbers.
-    `config` is the SampleConfig (with a number for temperature); `progress(k)` is called as chunk k lands."""
+    """Run `python -m worker_module REQUEST_FILE` on `size` replica processes, each given `request` plus its
+    rank, its share of `chunks` and where to write its result; returns each rank's result (the JSON it wrote).
+    The worker writes chunk k to parts/{k:05d}.jsonl; `progress(k)` is called as each lands."""
     parts.mkdir(parents=True, exist_ok=True)
     for stale in parts.glob("rank_*.result.json"):  # from a crashed attempt: the barrier must not count them
         stale.unlink()
     gpus, cpus = visible_gpus(), sorted(os.sched_getaffinity(0))
     port = free_port()
-    shares = assign_chunks(chunks, size)
     processes = []
-    for rank, share in enumerate(shares):
-        request = parts / f"rank_{rank}.json"
-        request.write_text(json.dumps({"run_dir": str(run_dir), "iteration": iteration, "config": config,
-                                       "rank": rank, "size": size, "chunks": share,
-                                       "result": str(parts / f"rank_{rank}.result.json")}))
+    for rank, share in enumerate(assign_chunks(chunks, size)):
+        request_file = parts / f"rank_{rank}.json"
+        request_file.write_text(json.dumps(request | {"rank": rank, "size": size, "chunks": share,
+                                                      "result": str(parts / f"rank_{rank}.result.json")}))
         env = os.environ | rank_environment(rank, size, tensor_parallel_size, port, gpus, cpus, moe)
         log = (parts / f"rank_{rank}.log").open("w")
-        command = [sys.executable, "-m", "rft_helpers.sampling.data_parallel", str(request)]
+        command = [sys.executable, "-m", worker_module, str(request_file)]
         processes.append((rank, subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT), log))
     try:
         wait_for_ranks(processes, parts, chunks, progress)
@@ -104,6 +106,14 @@ def sample_data_parallel(run_dir: Path, iteration: int, config: dict, chunks: li
                 process.wait()
             log.close()
     return [json.loads((parts / f"rank_{rank}.result.json").read_text()) for rank in range(size)]
+
+
+def wait_for_other_ranks(result: Path, size: int) -> None:
+    """In a MoE replica: vLLM's data-parallel ranks step together, so each stays up until every rank has
+    written its result."""
+    if "VLLM_DP_SIZE" in os.environ:
+        while len(list(result.parent.glob("rank_*.result.json"))) < size:
+            time.sleep(0.5)
 
 
 def wait_for_ranks(processes: list, parts: Path, chunks: list[int], progress) -> None:
@@ -125,33 +135,3 @@ def wait_for_ranks(processes: list, parts: Path, chunks: list[int], progress) ->
         if all(code == 0 for _, code in codes):
             return
         time.sleep(0.5)
-
-
-def _rank_main(request_path: str) -> None:
-    """In each replica's process: build the engine once, sample this rank's chunks, report the numbers."""
-    from ..config import SampleConfig
-    from ..run import Run
-    from ..stages import engine_options, question_chunks, sample_chunk
-    from . import get_engine
-
-    request = json.loads(Path(request_path).read_text())
-    run, iteration = Run(request["run_dir"]), request["iteration"]
-    config = SampleConfig(**request["config"])
-    chunks = question_chunks(run, iteration, config)
-    parts = Path(request_path).parent
-    engine = get_engine("vllm", run.policy_model(iteration), **engine_options(run, config.batch_size, iteration))
-    start, tokens = time.perf_counter(), 0
-    for k in request["chunks"]:
-        tokens += sample_chunk(run, iteration, config, engine, k, chunks[k], parts / f"{k:05d}.jsonl", progress=False)
-    seconds = time.perf_counter() - start
-    result = Path(request["result"])
-    result.write_text(json.dumps({"rank": request["rank"], "chunks": request["chunks"],
-                                  "completion_tokens": tokens, "seconds": round(seconds, 2)}))
-    if "VLLM_DP_SIZE" in os.environ:  # MoE replicas step together: ours must stay up until all have finished
-        while len(list(result.parent.glob("rank_*.result.json"))) < request["size"]:
-            time.sleep(0.5)
-    engine.close()
-
-
-if __name__ == "__main__":
-    _rank_main(sys.argv[1])

@@ -11,32 +11,44 @@ was 29% of SmolLM2's sampling time (256 rows x 49k vocabulary per step); one uni
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 from transformers import LogitsProcessor, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
 from .attention import cpu_attention
-from .base import Completion, SamplingParams, check_counts, encode_chat
+from .base import Completion, SamplingEngine, SamplingParams, encode_chat
 
 
-class TransformersEngine:
+class TransformersOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = Field("float32", description="weights dtype")
+    batch_size: int = Field(64, gt=0, description="prompts per generate call (each expands to n sequences)")
+
+
+class TransformersEngine(SamplingEngine):
     name = "transformers"
+    Options = TransformersOptions
     share_prompt_cache = True  # False: each sample re-encodes its prompt, for comparison
 
-    def __init__(self, model, tokenizer, batch_size: int = 64):
+    def __init__(self, model, tokenizer, batch_size: int = 64, model_name: str | None = None):
+        super().__init__(model_name or str(getattr(model, "name_or_path", "")))
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
         self.tokenizer.padding_side = "left"
 
     @classmethod
-    def from_path(cls, path, dtype: str = "float32", batch_size: int = 64, **_unused) -> "TransformersEngine":
+    def from_options(cls, model_path, options: TransformersOptions) -> "TransformersEngine":
         from ..models import load_model, load_tokenizer
 
-        model = load_model(path, dtype)
+        model = load_model(model_path, options.dtype)
         if not torch.cuda.is_available():
             # SDPA's CPU kernel decoded about 30% slower than plain attention on SmolLM2-135M; grouped_eager is
             # plain attention without copying the KV cache to every query head (attention.py).
             model.set_attn_implementation(cpu_attention(model.config))
-        return cls(model, load_tokenizer(path), batch_size=batch_size)
+        return cls(model, load_tokenizer(model_path), batch_size=options.batch_size, model_name=str(model_path))
 
     def encode(self, prompts: list[list[dict]]) -> list[list[int]]:
         return encode_chat(self.tokenizer, prompts)
@@ -45,7 +57,7 @@ class TransformersEngine:
         del self.model
 
     @torch.inference_mode()
-    def generate(self, prompts: list[list[dict]], params: SamplingParams, progress: bool = False) -> list[list[Completion]]:
+    def _generate(self, prompts: list[list[dict]], params: SamplingParams, progress: bool) -> list[list[Completion]]:
         encoded = self.encode(prompts)
         order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
         outputs: list[list[Completion]] = [[] for _ in prompts]
@@ -56,7 +68,6 @@ class TransformersEngine:
             texts = self._generate_batch([encoded[i] for i in batch], params, generator)
             for i, completions in zip(batch, texts):
                 outputs[i] = completions
-        check_counts(prompts, outputs, params.n, self.name)
         return outputs
 
     def _generate_batch(
@@ -72,7 +83,7 @@ class TransformersEngine:
             if params.top_p < 1.0:
                 sampler.append(TopPLogitsWarper(params.top_p))
             sampler.append(InverseCDFSampler(generator))
-        copies = 1 if params.greedy else params.n  # greedy answers are identical: decode once, repeat n times
+        copies = params.n
         cache = None
         if self.share_prompt_cache and copies > 1 and input_ids.shape[1] > 1:
             # Encode each prompt once, then give its n samples copies of that KV cache: generate only has the last
@@ -94,13 +105,8 @@ class TransformersEngine:
             logits_processor=sampler,
         )
         new_tokens = out[:, enc["input_ids"].shape[1] :].tolist()
-        results = []
-        for row, ids in enumerate(batch_ids):
-            completions = []
-            for seq in new_tokens[row * copies : (row + 1) * copies]:
-                completions.append(self._to_completion(seq, len(ids), params))
-            results.append(completions * (params.n // copies))
-        return results
+        return [[self._to_completion(seq, len(ids), params) for seq in new_tokens[row * copies : (row + 1) * copies]]
+                for row, ids in enumerate(batch_ids)]
 
     def _prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         """The KV cache of left-padded prompts, with the positions generate itself would use."""

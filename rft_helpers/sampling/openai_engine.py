@@ -20,8 +20,9 @@ from urllib.parse import urlparse
 
 from tqdm.auto import tqdm
 
+from ..config import OpenAIConfig
 from ..exceptions import ConfigError
-from .base import Completion, SamplingParams, check_counts
+from .base import Completion, SamplingEngine, SamplingParams
 
 
 def api_key(base_url: str, env_var: str) -> str:
@@ -34,33 +35,34 @@ def api_key(base_url: str, env_var: str) -> str:
     raise ConfigError(f"openai.api_key_env: the environment variable {env_var} is not set (the key for {base_url})")
 
 
-class OpenAIEngine:
+class OpenAIEngine(SamplingEngine):
     name = "openai"
+    Options = OpenAIConfig
 
-    def __init__(self, base_url: str, model: str, key: str, max_concurrency: int = 16, max_retries: int = 5,
-                 timeout_s: float = 120.0):
-        self.base_url, self.model_name, self.max_concurrency = base_url, model, max_concurrency
-        self._client_options = dict(base_url=base_url, api_key=key, max_retries=max_retries, timeout=timeout_s)
-        self.usage = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0}  # updated in the loop's one thread
+    def __init__(self, settings: OpenAIConfig, model: str, key: str):
+        super().__init__(model)
+        self.settings = settings
+        self._client_options = dict(base_url=settings.base_url, api_key=key, max_retries=settings.max_retries,
+                                    timeout=settings.timeout_s)
 
     @classmethod
-    def from_path(cls, path, base_url: str = "http://localhost:8000/v1", model: str | None = None,
-                  api_key_env: str = "OPENAI_API_KEY", max_concurrency: int = 16, max_retries: int = 5,
-                  timeout_s: float = 120.0, **_unused) -> "OpenAIEngine":
-        """`model` names the served model; by default the checkpoint path (what `vllm serve <path>` serves)."""
-        return cls(base_url, model or str(path), api_key(base_url, api_key_env), max_concurrency, max_retries,
-                   timeout_s)
+    def from_options(cls, model_path, options: OpenAIConfig) -> "OpenAIEngine":
+        """`options.model` names the served model; by default the checkpoint path (what `vllm serve <path>` serves)."""
+        return cls(options, options.model or str(model_path), api_key(options.base_url, options.api_key_env))
 
-    def generate(self, prompts: list[list[dict]], params: SamplingParams, progress: bool = False) -> list[list[Completion]]:
+    @property
+    def usage(self) -> dict:
+        """Requests and tokens as the endpoint counted them, and what they cost at the configured prices."""
+        return super().usage | self.settings.cost(super().usage)
+
+    def _generate(self, prompts: list[list[dict]], params: SamplingParams, progress: bool) -> list[list[Completion]]:
         with ThreadPoolExecutor(1) as pool:  # a fresh event loop, even inside Jupyter's
-            outputs = pool.submit(asyncio.run, self._generate_all(prompts, params, progress)).result()
-        check_counts(prompts, outputs, params.n, self.name)
-        return outputs
+            return pool.submit(asyncio.run, self._generate_all(prompts, params, progress)).result()
 
     async def _generate_all(self, prompts, params: SamplingParams, progress: bool) -> list[list[Completion]]:
         from openai import AsyncOpenAI
 
-        semaphore = asyncio.Semaphore(self.max_concurrency)
+        semaphore = asyncio.Semaphore(self.settings.max_concurrency)
         async with AsyncOpenAI(**self._client_options) as client:
             with tqdm(total=len(prompts), desc="requests", disable=not progress) as bar:
                 async def one(index: int, messages: list[dict]) -> list[Completion]:
@@ -72,18 +74,14 @@ class OpenAIEngine:
                 return await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts)))
 
     async def _request(self, client, messages: list[dict], params: SamplingParams, index: int) -> list[Completion]:
-        greedy = params.greedy
         response = await client.chat.completions.create(
-            model=self.model_name, messages=messages, n=1 if greedy else params.n, temperature=params.temperature,
+            model=self.model_name, messages=messages, n=params.n, temperature=params.temperature,
             top_p=params.top_p, max_tokens=params.max_new_tokens, seed=params.seed * 1_000_003 + index,
             stop=list(params.stop) or None,
         )
         usage = response.usage
         prompt_tokens = usage.prompt_tokens if usage else 0
         total = usage.completion_tokens if usage else 0
-        self.usage["requests"] += 1
-        self.usage["prompt_tokens"] += prompt_tokens
-        self.usage["completion_tokens"] += total
         choices = sorted(response.choices, key=lambda c: c.index)
         # The API counts completion tokens per request: each choice gets its share.
         shares = [total // len(choices) + (i < total % len(choices)) for i in range(len(choices))]
@@ -92,7 +90,4 @@ class OpenAIEngine:
                        finish_reason="length" if c.finish_reason == "length" else "stop")
             for c, share in zip(choices, shares)
         ]
-        return completions * params.n if greedy else completions
-
-    def close(self) -> None:
-        pass
+        return completions

@@ -14,9 +14,11 @@ import os
 from pathlib import Path
 
 import torch
+from pydantic import Field
 
+from ..config import VLLMConfig
 from ..exceptions import ConfigError
-from .base import Completion, SamplingParams, check_counts, encode_chat
+from .base import Completion, SamplingEngine, SamplingParams, encode_chat
 
 
 _LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts
@@ -28,26 +30,23 @@ def vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
-class VLLMEngine:
-    name = "vllm"
+class VLLMOptions(VLLMConfig):
+    """The recipe's vllm section, plus the weights' dtype and the engine's seed."""
 
-    def __init__(self, llm, tokenizer, lora_request=None):
+    dtype: str = Field("auto", description="weights dtype (auto: the checkpoint's)")
+    seed: int = Field(0, description="the engine's seed (per-request seeds come from SamplingParams on GPUs)")
+
+
+class VLLMEngine(SamplingEngine):
+    name = "vllm"
+    Options = VLLMOptions
+
+    def __init__(self, llm, tokenizer, lora_request=None, model_name: str = ""):
+        super().__init__(model_name)
         self.llm, self.tokenizer, self.lora_request = llm, tokenizer, lora_request
 
     @classmethod
-    def from_path(
-        cls,
-        path: str | Path,
-        dtype: str = "auto",
-        seed: int = 0,
-        tensor_parallel_size: int = 1,
-        gpu_memory_utilization: float = 0.85,
-        kv_cache_gib: float | None = None,
-        enable_prefix_caching: bool = True,
-        max_model_len: int | None = None,
-        enforce_eager: bool = False,
-        **_unused,
-    ) -> "VLLMEngine":
+    def from_options(cls, model_path: str | Path, options: VLLMOptions) -> "VLLMEngine":
         if not vllm_available():
             raise ConfigError('sample.engine: vllm is not installed (GPU: pip install -e ".[gpu]"; CPU: make setup-vllm)')
         from vllm import LLM
@@ -55,59 +54,55 @@ class VLLMEngine:
 
         from ..models import adapter_base, adapter_rank, is_adapter, load_tokenizer
 
-        options, lora_request, model = {}, None, str(path)
+        path, extra, lora_request = str(model_path), {}, None
+        model = path
         if is_adapter(path):  # a LoRA checkpoint: vLLM serves the base model with the adapter applied
             from vllm.lora.request import LoRARequest
 
             model = adapter_base(path)
-            options |= {"enable_lora": True, "max_lora_rank": next(r for r in _LORA_RANKS if r >= adapter_rank(path))}
-            lora_request = LoRARequest("policy", 1, str(path))
-        if kv_cache_gib is not None:
+            extra |= {"enable_lora": True, "max_lora_rank": next(r for r in _LORA_RANKS if r >= adapter_rank(path))}
+            lora_request = LoRARequest("policy", 1, path)
+        if options.kv_cache_gib is not None:
             if current_platform.is_cpu():  # the CPU backend sizes its cache from this variable
-                os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, round(kv_cache_gib)))
+                os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, round(options.kv_cache_gib)))
             else:
-                options["kv_cache_memory_bytes"] = int(kv_cache_gib * 2**30)
+                extra["kv_cache_memory_bytes"] = int(options.kv_cache_gib * 2**30)
         llm = LLM(
-            model=model, dtype=dtype, seed=seed, tensor_parallel_size=tensor_parallel_size,
-            gpu_memory_utilization=gpu_memory_utilization, enable_prefix_caching=enable_prefix_caching,
-            max_model_len=max_model_len, enforce_eager=enforce_eager, **options,
+            model=model, dtype=options.dtype, seed=options.seed, tensor_parallel_size=options.tensor_parallel_size,
+            gpu_memory_utilization=options.gpu_memory_utilization,
+            enable_prefix_caching=options.enable_prefix_caching, max_model_len=options.max_model_len,
+            enforce_eager=options.enforce_eager, **extra,
         )
-        return cls(llm, load_tokenizer(path), lora_request)
+        return cls(llm, load_tokenizer(path), lora_request, model_name=path)
 
     def encode(self, prompts: list[list[dict]]) -> list[list[int]]:
         return encode_chat(self.tokenizer, prompts)
 
     def sampling_params(self, params: SamplingParams, request_index: int):
-        """The vLLM SamplingParams for one prompt (greedy: decode once; `generate` repeats it n times)."""
+        """The vLLM SamplingParams for one prompt."""
         from vllm import SamplingParams as VSamplingParams
         from vllm.platforms import current_platform
 
         common = dict(max_tokens=params.max_new_tokens, stop=list(params.stop) or None, ignore_eos=params.ignore_eos)
         if params.greedy:
-            return VSamplingParams(n=1, temperature=0.0, **common)
+            return VSamplingParams(n=params.n, temperature=0.0, **common)
         # A seed per request makes samples independent of batching; the CPU backend cannot seed requests
         # ("CPU Generator does not use offset"), so there the engine's global seed is used.
         seed = None if current_platform.is_cpu() else params.seed * 1_000_003 + request_index
         return VSamplingParams(n=params.n, temperature=params.temperature, top_p=params.top_p, seed=seed, **common)
 
-    def generate(self, prompts: list[list[dict]], params: SamplingParams, progress: bool = False) -> list[list[Completion]]:
+    def _generate(self, prompts: list[list[dict]], params: SamplingParams, progress: bool) -> list[list[Completion]]:
         from vllm.inputs import TokensPrompt
 
         encoded = self.encode(prompts)
         requests = [TokensPrompt(prompt_token_ids=ids) for ids in encoded]
         sampling = [self.sampling_params(params, i) for i in range(len(prompts))]
         results = self.llm.generate(requests, sampling, use_tqdm=progress, lora_request=self.lora_request)
-        copies = 1 if params.greedy else params.n
-        outputs = []
-        for ids, result in zip(encoded, results):
-            completions = [
-                Completion(text=o.text, prompt_tokens=len(ids), completion_tokens=len(o.token_ids),
-                           finish_reason="stop" if o.finish_reason == "stop" else "length")
-                for o in result.outputs
-            ]
-            outputs.append(completions * (params.n // copies))
-        check_counts(prompts, outputs, params.n, self.name)
-        return outputs
+        return [
+            [Completion(text=o.text, prompt_tokens=len(ids), completion_tokens=len(o.token_ids),
+                        finish_reason="stop" if o.finish_reason == "stop" else "length") for o in result.outputs]
+            for ids, result in zip(encoded, results)
+        ]
 
     def close(self) -> None:
         """Free the model and its KV cache (GPU memory) now rather than when the process ends: vLLM's engine

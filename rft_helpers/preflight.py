@@ -1,0 +1,76 @@
+"""Checks before a run starts: every file the config names exists, the accelerate config is found and every
+reward imports. `rft validate` and `rft run` call `check`, so a missing file or a broken reward module fails
+in seconds, with one line naming the field, and not in a stage hours later."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .config import DatasetSource, RunConfig
+from .exceptions import ConfigError
+from .gguf_models import resolve_folder
+from .launch import accelerate_config_path
+from .paths import is_local_path
+from .rewards import get_reward
+
+
+def check(config: RunConfig, base_dir: Path | None = None) -> None:
+    """Fail before any stage runs when a file the config names is missing or a reward cannot be loaded."""
+    check_paths(config, base_dir)
+    for iteration in config.iterations_with_settings():
+        resolved = config.at_iteration(iteration)
+        if resolved.train.num_processes > 1:
+            accelerate_config_path(resolved.train.accelerate_config)
+        get_reward(resolved.filter.reward, "filter.reward")
+    get_reward(config.stage_config("eval", 0).reward, "eval.reward")
+
+
+def check_paths(config: RunConfig, base_dir: Path | None = None) -> None:
+    """The files and folders the config names exist (relative ones under `base_dir`, default the working folder)."""
+    base = base_dir or Path.cwd()
+
+    def missing(p: str | Path) -> bool:
+        path = Path(p).expanduser()
+        return not (path if path.is_absolute() else base / path).exists()
+
+    if config.model.is_local and missing(config.model.name_or_path):
+        raise ConfigError(f"model.name_or_path: no such folder: {config.model.name_or_path}")
+    if config.model.gguf_file:
+        gguf = resolve_folder(config.model.name_or_path) / config.model.gguf_file
+        if missing(gguf):
+            raise ConfigError(f"model.gguf_file: no such file: {gguf}")
+    if config.task.system_prompt_file and missing(config.task.system_prompt_file):
+        raise ConfigError(f"task.system_prompt_file: no such file: {config.task.system_prompt_file}")
+    for field, source in dataset_sources(config).items():
+        if is_local_path(source.path) and missing(source.path):
+            raise ConfigError(f"{field}.path: no such file: {source.path}")
+    second = config.eval.second_set
+    if second and second.system_prompt_file and missing(second.system_prompt_file):
+        raise ConfigError(f"eval.second_set.system_prompt_file: no such file: {second.system_prompt_file}")
+
+
+def dataset_sources(config: RunConfig) -> dict[str, DatasetSource]:
+    """Every dataset the config reads, by its parameter name."""
+    sources = {"task.train": config.task.train, "task.test": config.task.test, "eval.second_set": config.eval.second_set}
+    return {field: source for field, source in sources.items() if source is not None}
+
+
+def absolutize_paths(config: RunConfig, base_dir: Path | None = None) -> RunConfig:
+    """The config with its file fields made absolute, so notebooks executed in another folder find them."""
+    base = base_dir or Path.cwd()
+
+    def absolute(path: str) -> str:
+        return str((base / Path(path).expanduser()).resolve())
+
+    config = config.model_copy(deep=True)
+    if config.model.is_local:
+        config.model.name_or_path = absolute(config.model.name_or_path)
+    if config.task.system_prompt_file:
+        config.task.system_prompt_file = absolute(config.task.system_prompt_file)
+    for source in dataset_sources(config).values():
+        if is_local_path(source.path):
+            source.path = absolute(source.path)
+    second = config.eval.second_set
+    if second and second.system_prompt_file:
+        second.system_prompt_file = absolute(second.system_prompt_file)
+    return config

@@ -1,0 +1,74 @@
+"""Reading a recipe: the defaults in config.py, then the params YAML, then `--set key=value` overrides.
+
+Relative file paths in a recipe are relative to the recipe file, so a recipe works from any folder; paths given
+with --set stay relative to the working folder. Every error is one line naming the file or the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import RunConfig, config_from_dict
+from .exceptions import ConfigError
+from .paths import is_local_path
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """'sample.temperature=0.7' -> (['sample', 'temperature'], 0.7); values are read as YAML scalars."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {item!r}: expected key=value, e.g. sample.temperature=0.7")
+    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    for item in overrides:
+        path, value = parse_override(item)
+        node = data
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item!r}: {part} is not a section")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
+    """Defaults <- YAML file <- overrides. Raises ConfigError with a one-line message naming the field."""
+    data: dict = {}
+    source = "--set"
+    if path is not None:
+        path, source = Path(path), str(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: params file not found")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
+        _resolve_from(data, path.parent)
+    return config_from_dict(apply_overrides(data, overrides or []), source)
+
+
+_PATH_FIELDS = [("model", "name_or_path"), ("task", "system_prompt_file"), ("task", "train", "path"),
+                ("task", "test", "path"), ("eval", "second_set", "path"), ("eval", "second_set", "system_prompt_file")]
+
+
+def _resolve_from(data: dict, base: Path) -> None:
+    """Relative file paths in a params file are relative to that file, so a recipe works from any folder (the
+    CLI in the project root, a notebook in notebooks/). Paths given with --set stay relative to the working folder."""
+    for keys in _PATH_FIELDS:
+        node = data
+        for key in keys[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        value = node.get(keys[-1]) if isinstance(node, dict) else None
+        if not isinstance(value, str) or value.startswith(("/", "~")):
+            continue
+        is_file = keys[-1] != "name_or_path" and not (keys[-1] == "path" and not is_local_path(value))
+        if is_file or value.startswith("."):  # model folders must start with '.': anything else is a hub id
+            node[keys[-1]] = str((base / value).resolve())
