@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from rft_helpers.data import build_prompt, word_arithmetic_problem
+from rft_helpers.data import build_prompt
+from rft_helpers.tasks import word_arithmetic_problem
 from rft_helpers.records import train_example
 from rft_helpers.models import build_char_tokenizer, save_checkpoint
 from rft_helpers.sampling import SamplingParams, get_engine

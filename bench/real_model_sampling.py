@@ -15,7 +15,8 @@ import time
 
 import torch
 
-from rft_helpers.data import build_prompt, word_arithmetic_problem
+from rft_helpers.data import build_prompt
+from rft_helpers.tasks import word_arithmetic_problem
 from rft_helpers.gguf_models import convert_gguf
 from rft_helpers.sampling import SamplingParams, get_engine
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from rft_helpers.config import ScratchModelConfig
-from rft_helpers.data import addition_problem, build_prompt
+from rft_helpers.data import build_prompt
+from rft_helpers.tasks import addition_problem
 from rft_helpers.models import save_scratch_model
 from rft_helpers.sampling import SamplingParams, get_engine
 

@@ -5,7 +5,8 @@ tests/test_layers.py reads this list and checks every import in the package, tho
 
 1. exceptions, io, paths: errors, atomic files, where the package's notebooks and recipes live
 2. config, recipes: every setting, typed and described once, with the stage configs; reading a recipe
-3. records, data, models, gguf_models, rewards, sampling: record formats, tasks, models, rewards, engines
+3. records, tasks, steps, data, models, gguf_models, rewards, sampling, prm: record formats, tasks, steps,
+   models, rewards, sampling engines, process reward models
 4. filters, train, launch, evaluate, run: the work on rows and checkpoints; the run folder and run.json
 5. stages, preflight: one module per stage, the steps its notebook calls; the checks before a run starts
 6. pipeline: papermill runs the stage notebooks, iteration by iteration, and resumes

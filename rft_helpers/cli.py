@@ -72,7 +72,7 @@ def format_status(run_dir: Path) -> str:
     for stage in plan(run.config):
         info = stages.get(stage.key, {})
         accuracy = ""
-        if stage.name == "04_evaluate" and stage.iteration is not None:
+        if stage.name == "05_evaluate" and stage.iteration is not None:
             metrics = run.metrics(stage.iteration)
             if "eval" in metrics:
                 accuracy = f"{metrics['eval']['accuracy']:.3f}"

@@ -85,11 +85,16 @@ class DatasetSource(_Strict):
 
 class TaskConfig(_Strict):
     """The questions: generated from the run seed, `addition` (59+63=?, solved column by column, for the tiny
-    model) or `word_arithmetic` (What is 512 - 96?, in plain English, for pretrained chat models); or `dataset`:
-    train and test sets from files or the hub (GSM8K, MATH, your own JSONL)."""
+    model), `chain` (7+5*3-4=?, left to right, one line per operation) or `word_arithmetic` (What is 512 - 96?, in
+    plain English, for pretrained chat models); or `dataset`: train and test sets from files or the hub (GSM8K,
+    MATH, your own JSONL)."""
 
-    name: Literal["addition", "word_arithmetic", "dataset"] = Field("addition", description="task generator")
+    name: Literal["addition", "chain", "word_arithmetic", "dataset"] = Field("addition", description="task generator")
     digits: int = Field(2, ge=1, le=9, description="addition: digits of each operand; word_arithmetic: at most")
+    min_ops: int = Field(2, ge=1, description="chain: fewest operations in a chain (7+5*3 has two)")
+    max_ops: int = Field(3, ge=1, description="chain: most operations in a chain")
+    max_operand: int = Field(9, ge=1, description="chain: largest number in a question")
+    max_value: int = Field(99, ge=1, description="chain: largest intermediate value")
     long_operand_share: float = Field(
         0.5, ge=0, le=1, description="word_arithmetic: share of sums and differences with a `digits`-digit operand"
     )
@@ -99,11 +104,17 @@ class TaskConfig(_Strict):
     num_test: int = Field(300, gt=0, description="held-out test questions; dataset: at most")
     seed_size: int = Field(100, ge=0, description="train questions with reference solutions: warm-up and baseline data")
     system_prompt_file: str | None = Field(None, description="text file whose content becomes the system message")
+    step_separator: str = Field(
+        "\n", min_length=1, description="what separates a solution's steps (a newline: one step per line; MATH-style: "
+                                         "a blank line): how PRMs, the filter and the process check split completions"
+    )
 
     @model_validator(mode="after")
     def _sizes(self) -> "TaskConfig":
         if self.seed_size > self.num_train:
             raise ValueError(f"seed_size={self.seed_size} > num_train={self.num_train}; the seed set is drawn from train")
+        if self.min_ops > self.max_ops:
+            raise ValueError(f"min_ops={self.min_ops} > max_ops={self.max_ops}")
         if self.name == "dataset" and (self.train is None or self.test is None):
             raise ValueError("task.name dataset needs task.train and task.test (each: path, fields)")
         return self
@@ -177,7 +188,7 @@ class OpenAIConfig(_Strict):
 
 # ---------------------------------------------------------------------------------------------- filter
 class FilterConfig(_Strict):
-    """02_filter: score every sample, keep the good ones, record why the others were dropped."""
+    """03_filter: score every sample, keep the good ones, record why the others were dropped."""
 
     reward: str = Field("exact_answer", description="reward name from rft_helpers.rewards, or a dotted path")
     min_reward: float = Field(1.0, description="keep samples whose reward is at least this")
@@ -191,6 +202,14 @@ class FilterConfig(_Strict):
     max_completion_tokens: int | None = Field(None, gt=0, description="drop longer completions (None: no limit)")
     drop_truncated: bool = Field(False, description="drop completions cut off at sample.max_new_tokens")
     pairs_per_question: int = Field(2, gt=0, description="DPO pairs per question: a kept sample against a wrong one")
+    prm: bool = Field(False, description="score every sample's steps with the run's PRM (the prm section), rank by it "
+                                         "under max_per_question and pair by it for DPO")
+    prm_threshold: float | None = Field(
+        None, ge=0, le=1, description="with prm: drop samples whose aggregated step score is below this (low_prm)"
+    )
+    prm_aggregation: Literal["min", "prod", "last", "mean"] = Field(
+        "min", description="how a sample's step scores become one (min: its worst step)"
+    )
     script: str | None = Field(
         None, description="language check by writing system: drop samples whose letters are under 95% of this "
                           "Unicode script (LATIN, CYRILLIC, GREEK, CJK, ARABIC, ...), e.g. a reply that drifts into Chinese"
@@ -212,7 +231,7 @@ class LoraSettings(_Strict):
 
 
 class TrainConfig(_Strict):
-    """03_train: SFT on the kept samples (completion-only loss), DPO on pairs of them, or on-policy GRPO."""
+    """04_train: SFT on the kept samples (completion-only loss), DPO on pairs of them, or on-policy GRPO."""
 
     algorithm: Literal["sft", "dpo", "grpo"] = Field(
         "sft", description="sft: the kept samples; dpo: right/wrong pairs (filter.pairs_per_question); grpo: on-policy, "
@@ -221,6 +240,10 @@ class TrainConfig(_Strict):
     beta: float = Field(0.1, ge=0, description="dpo: strength of the pull toward the starting model; grpo: KL weight")
     dpo_sft_weight: float = Field(
         0.0, ge=0, description="dpo: weight of an SFT loss on the chosen completions added to DPO's (RPO; 0: plain DPO)"
+    )
+    prm_weight: float = Field(
+        0.0, ge=0, description="grpo: weight of the run's PRM (aggregated as filter.prm_aggregation) as a second reward "
+                               "beside filter.reward's weight 1 (0: outcome only)"
     )
 
     init: Literal["previous", "base", "resume"] = Field(
@@ -265,6 +288,42 @@ class WarmupConfig(_Strict):
     batch_size: int = Field(32, gt=0, description="sequences per optimizer step")
 
 
+# ------------------------------------------------------------------------------------------------- prm
+class PRMConfig(_Strict):
+    """02_prm: the process reward model. `model: trained` trains one in the loop from the policy's own rollouts
+    (Math-Shepherd): from each step's prefix the policy writes `rollouts` continuations, and the step's label is
+    the share that reach the right answer; the labels train a two-label token classifier on `backbone`. Or
+    `model` names a PRM folder or hub id (token-classification, Qwen2.5-Math-PRM or Math-Shepherd format)."""
+
+    model: str | None = Field(None, description='None: no PRM; "trained": trained from rollouts in 02_prm; or a PRM '
+                                                "folder or hub id")
+    format: Literal["auto", "token_classification", "qwen", "math_shepherd"] = Field(
+        "auto", description="how the PRM reads steps (auto: from its folder)"
+    )
+    retrain: Literal["once", "every_iteration"] = Field(
+        "once", description="trained: in iteration 1 only, or every iteration (the PRM follows the policy)"
+    )
+    samples: int = Field(1000, gt=0, description="trained: samples of the iteration whose steps are labelled")
+    rollouts: int = Field(4, gt=0, description="trained: continuations per step prefix")
+    temperature: float = Field(0.7, gt=0, description="trained: temperature of the rollouts")
+    labels: Literal["soft", "hard"] = Field(
+        "soft", description="trained: train on the share of successful rollouts (soft) or on whether any succeeded"
+    )
+    heldout: float = Field(0.2, ge=0, lt=1, description="trained: share of the labelled questions kept out, to measure")
+    backbone: str = Field(
+        "base", description='trained: "base" (the run\'s starting model: a scratch run\'s untrained weights, or the '
+                            'pretrained model), "policy" (the current policy\'s weights) or a model folder'
+    )
+    learning_rate: float = Field(1e-3, gt=0, description="trained: peak learning rate")
+    num_epochs: float = Field(3.0, gt=0, description="trained: passes over the labelled samples")
+    batch_size: int = Field(32, gt=0, description="trained: labelled samples per optimizer step")
+    score_batch_size: int = Field(64, gt=0, description="completions per PRM forward pass when scoring")
+
+    @property
+    def trained(self) -> bool:
+        return self.model == "trained"
+
+
 # ---------------------------------------------------------------------------------------------- eval
 class EvalSetConfig(DatasetSource):
     """A second test set, to catch forgetting (e.g. GSM8K while training on arithmetic). Questions are asked with
@@ -282,7 +341,7 @@ class EvalSetConfig(DatasetSource):
 
 
 class EvalConfig(_Strict):
-    """04_evaluate: greedy pass@1 on the test split; with `samples: k`, also maj@k and unbiased pass@k."""
+    """05_evaluate: greedy pass@1 on the test split; with `samples: k`, also maj@k and unbiased pass@k."""
 
     engine: Literal["auto", "transformers", "vllm"] = Field(
         "transformers", description="engine for the greedy answers (auto: vllm on a GPU where it is installed)")
@@ -309,25 +368,46 @@ class SampleStageConfig(SampleConfig):
     )
 
 
+class PRMStageConfig(PRMConfig):
+    """All that 02_prm reads: the prm section, how the policy samples its rollouts (the sample section's engine,
+    batch size and max_new_tokens, and the engines' settings) and the reward that judges them."""
+
+    sample: SampleConfig = Field(default_factory=SampleConfig, description="the rollouts' engine and lengths")
+    vllm: VLLMConfig = Field(default_factory=VLLMConfig, description="engine vllm: the recipe's vllm section")
+    openai: OpenAIConfig = Field(default_factory=OpenAIConfig, description="engine openai: the recipe's openai section")
+    filter: FilterConfig = Field(default_factory=FilterConfig, description="its reward judges the rollouts")
+
+
+class FilterStageConfig(FilterConfig):
+    """All that 03_filter reads: the filter section and, with filter.prm, the PRM to score with."""
+
+    prm_model: PRMConfig = Field(default_factory=PRMConfig, description="with prm: the recipe's prm section")
+
+
 class TrainStageConfig(TrainConfig):
-    """All that 03_train reads: the train section (in iteration 0, the warm-up's steps, rate and batch size on
-    all weights) and, for GRPO, how it samples and the reward it trains with."""
+    """All that 04_train reads: the train section (in iteration 0, the warm-up's steps, rate and batch size on
+    all weights) and, for GRPO, how it samples, the reward it trains with and the PRM beside it."""
 
     sample: SampleConfig = Field(
         default_factory=SampleConfig, description="grpo: its questions and n, temperature, top_p, max_new_tokens"
     )
     filter: FilterConfig = Field(default_factory=FilterConfig, description="grpo: the reward it trains with")
+    prm_model: PRMConfig = Field(default_factory=PRMConfig, description="grpo with prm_weight: the prm section")
 
 
 class EvalStageConfig(EvalConfig):
-    """All that 04_evaluate reads: the eval section, its reward resolved, and the vLLM engine's settings."""
+    """All that 05_evaluate reads: the eval section, its reward resolved, and the vLLM engine's settings."""
 
     vllm: VLLMConfig = Field(default_factory=VLLMConfig, description="engine vllm: the recipe's vllm section")
 
 
 STAGE_CONFIGS: dict[str, type[BaseModel]] = {
-    "sample": SampleStageConfig, "filter": FilterConfig, "train": TrainStageConfig, "eval": EvalStageConfig,
+    "sample": SampleStageConfig, "prm": PRMStageConfig, "filter": FilterStageConfig, "train": TrainStageConfig,
+    "eval": EvalStageConfig,
 }
+# A stage config's field named here holds the RunConfig section of the other name (filter.prm is a setting of
+# the filter; the filter stage reads the prm section as prm_model).
+SECTION_FIELDS = {"prm_model": "prm"}
 
 
 # ----------------------------------------------------------------------------------------------- run
@@ -352,6 +432,7 @@ class RunConfig(_Strict):
     filter: FilterConfig = Field(default_factory=FilterConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    prm: PRMConfig = Field(default_factory=PRMConfig)
     vllm: VLLMConfig = Field(default_factory=VLLMConfig)
     openai: OpenAIConfig = Field(default_factory=OpenAIConfig)
     schedules: dict[str, list[Any]] = Field(
@@ -400,6 +481,12 @@ class RunConfig(_Strict):
         for iteration in self.iterations_with_settings()[1:]:
             config = self.at_iteration(iteration)
             at = f" (iteration {iteration})" if self.schedules else ""
+            if (config.filter.prm or config.train.prm_weight) and self.prm.model is None:
+                used = "filter.prm" if config.filter.prm else "train.prm_weight"
+                raise ValueError(f"{used}: the run has no PRM{at}; set prm.model (trained, or a PRM folder or hub id)")
+            if self.prm.trained and iteration == 1 and config.train.algorithm == "grpo":
+                raise ValueError("prm.model: trained learns from iteration 1's samples, but train.algorithm grpo "
+                                 "samples inside its trainer there; train SFT or DPO in iteration 1")
             if config.train.baseline and self.task.seed_size == 0:
                 raise ValueError(f"train.baseline: the baseline trains on the seed set, but task.seed_size is 0{at}; "
                                  "set task.seed_size or train.baseline: false")
@@ -426,7 +513,7 @@ class RunConfig(_Strict):
         return config
 
     def stage_config(self, section: str, iteration: int) -> BaseModel:
-        """Everything the stage of `section` (sample, filter, train, eval) reads at `iteration`: its section with
+        """Everything the stage of `section` (sample, prm, filter, train, eval) reads at `iteration`: its section with
         the schedules resolved, plus the other sections its STAGE_CONFIGS class names. Iteration 0's train stage
         is the warm-up: plain SFT of all weights from the base model with the warm-up's steps, rate and batch."""
         if section not in STAGE_CONFIGS:
@@ -439,8 +526,16 @@ class RunConfig(_Strict):
         if section == "eval":
             own["reward"] = own["reward"] or resolved.filter.reward
         stage_class = STAGE_CONFIGS[section]
-        others = {name: getattr(resolved, name) for name in stage_class.model_fields if name not in own}
+        others = {name: getattr(resolved, SECTION_FIELDS.get(name, name)) for name in stage_class.model_fields
+                  if name not in own}
         return stage_class(**own, **others)
+
+    def trains_prm(self, iteration: int) -> bool:
+        """Whether iteration `iteration` has a 02_prm stage: the PRM is trained in the loop, in iteration 1 or
+        every iteration, from samples (GRPO iterations have none)."""
+        if not self.prm.trained or iteration < 1 or self.at_iteration(iteration).train.algorithm == "grpo":
+            return False
+        return iteration == 1 or self.prm.retrain == "every_iteration"
 
     def schedule_values(self, iteration: int, section: str) -> dict[str, Any]:
         """The scheduled parameters of `section` at `iteration`, for metrics.json."""

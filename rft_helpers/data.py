@@ -17,74 +17,14 @@ from .exceptions import ConfigError
 from .io import write_jsonl
 from .paths import is_local_path
 from .records import Question, question_record, read_records, train_example
+from .tasks import task_row
 from .rewards.outcome import last_boxed
 
 logger = logging.getLogger(__name__)
 
-ANSWER_PREFIX = "Answer: "
-
-
-def addition_problem(rng: random.Random, digits: int) -> tuple[str, str, str]:
-    """A question like '59+63=?', its column-by-column solution and its answer.
-
-    One line per column, right to left, with the carry written out ('9+3=12', then '5+6+1=12'), then the answer:
-    each line needs two digits of the question, the carry from the line above and one addition fact.
-    """
-    low, high = 10 ** (digits - 1), 10**digits - 1
-    a, b = rng.randint(low, high), rng.randint(low, high)
-    lines, carry = [], 0
-    for x, y in zip(reversed(str(a)), reversed(str(b))):
-        total = int(x) + int(y) + carry
-        lines.append(f"{x}+{y}{f'+{carry}' if carry else ''}={total}")
-        carry = total // 10
-    return f"{a}+{b}=?", "\n".join(lines) + f"\n{ANSWER_PREFIX}{a + b}", str(a + b)
-
-
-_WORDED = {
-    "+": ("What is {a} + {b}?", "What is {a} plus {b}?", "Add {a} and {b}."),
-    "-": ("What is {a} - {b}?", "What is {a} minus {b}?", "Subtract {b} from {a}."),
-    "*": ("What is {a} x {b}?", "What is {a} times {b}?", "Multiply {a} by {b}."),
-}
-
-
-def word_arithmetic_problem(rng: random.Random, digits: int, long_share: float = 0.5) -> tuple[str, str, str]:
-    """A question in plain English ('What is 512 minus 96?'), a short worked answer and the number.
-
-    Sums and differences pair two two-digit numbers, or (with probability `long_share`) a `digits`-digit number
-    and a two-digit one, in either order (differences stay non-negative); products multiply a two-digit number by
-    a one-digit one.
-    """
-    op = rng.choice(list(_WORDED))
-    if op == "*":
-        a, b = rng.randint(10, 99), rng.randint(2, 9)
-    else:
-        long = digits > 2 and rng.random() < long_share
-        a, b = rng.randint(10 ** (digits - 1), 10**digits - 1) if long else rng.randint(10, 99), rng.randint(10, 99)
-        if op == "-" and b > a or op == "+" and rng.random() < 0.5:
-            a, b = b, a
-    result = {"+": a + b, "-": a - b, "*": a * b}[op]
-    question = rng.choice(_WORDED[op]).format(a=a, b=b)
-    return question, f"{a} {op} {b} = {result}\nThe answer is {result}.", str(result)
-
-
-def problem_kind(solution: str) -> str:
-    """'+ 3-digit', '- 2-digit', 'x 1-digit': the operation and the longest operand, for per-kind accuracy."""
-    a, op, b = solution.split("\n")[0].split(" ")[:3]
-    return f"{'x' if op == '*' else op} {len(b) if op == '*' else max(len(a), len(b))}-digit"
-
-
-def task_row(config: TaskConfig, rng: random.Random, row_id: str) -> dict:
-    """One generated question (+ its kind for word_arithmetic)."""
-    if config.name == "addition":
-        question, solution, answer = addition_problem(rng, config.digits)
-        return question_record(row_id, question, answer, solution)
-    question, solution, answer = word_arithmetic_problem(rng, config.digits, config.long_operand_share)
-    return question_record(row_id, question, answer, solution, kind=problem_kind(solution))
-
-
 def generate_task(config: TaskConfig, seed: int) -> dict[str, list[dict]]:
-    """Deterministic train/test/seed splits; no question appears in two splits. The seed set is the first
-    `seed_size` training questions, with their reference solutions."""
+    """Deterministic train/test/seed splits of a generated task (tasks.py); no question appears in two splits.
+    The seed set is the first `seed_size` training questions, with their reference solutions."""
     rng = random.Random(seed)
     total = config.num_train + config.num_test
     seen: set[str] = set()
@@ -93,8 +33,8 @@ def generate_task(config: TaskConfig, seed: int) -> dict[str, list[dict]]:
     while len(rows) < total:
         attempts += 1
         if attempts > 20 * total:
-            raise ValueError(f"task: only {len(rows)} distinct questions found with digits={config.digits}, "
-                             f"{total} asked; raise digits or lower num_train/num_test")
+            raise ValueError(f"task: only {len(rows)} distinct {config.name} questions found with these settings "
+                             f"(digits={config.digits}), {total} asked; raise digits or lower num_train/num_test")
         row = task_row(config, rng, f"{config.name}-{len(rows):05d}")
         if row["question"] not in seen:
             seen.add(row["question"])

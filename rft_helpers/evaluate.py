@@ -1,4 +1,4 @@
-"""04_evaluate: greedy pass@1 on the test split; maj@k and unbiased pass@k from k sampled answers per question.
+"""05_evaluate: greedy pass@1 on the test split; maj@k and unbiased pass@k from k sampled answers per question.
 
 Answers are judged by a reward (`eval.reward`, by default the filter's): correct means a score of 1 or more, so
 a custom reward judges the test answers exactly as it judges the training samples.
@@ -88,6 +88,16 @@ def accuracy_summary(predictions: list[dict]) -> dict:
     return summary
 
 
+def process_accuracy(predictions: list[dict]) -> dict:
+    """Of the answers judged correct, the share whose every step is right too (where the steps were checked):
+    an answer can be right by luck, after a wrong step. {} when nothing was checked."""
+    checked = [p for p in predictions if p["correct"] and p.get("process_correct") is not None]
+    if not any(p.get("process_correct") is not None for p in predictions):
+        return {}
+    return {"process_accuracy": sum(p["process_correct"] for p in checked) / len(checked) if checked else None,
+            "process_correct": sum(p["process_correct"] for p in checked)}
+
+
 def pass_at_k(n: int, c: int, k: int) -> float:
     """Unbiased pass@k from n samples of which c are correct (Chen et al. 2021, "Evaluating LLMs Trained on Code").
 
@@ -166,3 +176,48 @@ def solution_loss(model, tokenizer, rows: list[dict], system_prompt: str | None,
             total_loss += torch.nn.functional.cross_entropy(logits.float(), targets[predicted], reduction="sum").item()
             total_tokens += int(predicted.sum())
     return total_loss / total_tokens if total_tokens else None
+
+
+def auroc(scores: list[float], labels: list[bool]) -> float | None:
+    """The area under the ROC curve: the chance a random right item scores above a random wrong one (ties count
+    half); None when either class is missing."""
+    positives = sum(labels)
+    negatives = len(labels) - positives
+    if not positives or not negatives:
+        return None
+    ranks = _ranks(scores)
+    return (sum(rank for rank, label in zip(ranks, labels) if label) - positives * (positives + 1) / 2) / (
+        positives * negatives)
+
+
+def _ranks(values: list[float]) -> list[float]:
+    """1-based ranks, tied values sharing their mean rank."""
+    order = sorted(range(len(values)), key=values.__getitem__)
+    ranks = [0.0] * len(values)
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+            end += 1
+        for k in range(start, end + 1):
+            ranks[order[k]] = (start + end) / 2 + 1
+        start = end + 1
+    return ranks
+
+
+def roc_curve(scores: list[float], labels: list[bool]) -> tuple[list[float], list[float]]:
+    """False and true positive rates at every threshold, from the highest score down (for a plot)."""
+    positives, negatives = sum(labels), len(labels) - sum(labels)
+    fpr, tpr, fp, tp = [0.0], [0.0], 0, 0
+    pairs = sorted(zip(scores, labels), key=lambda pair: -pair[0])
+    for k, (score, label) in enumerate(pairs):
+        tp, fp = tp + label, fp + (not label)
+        if k + 1 == len(pairs) or pairs[k + 1][0] != score:
+            fpr.append(fp / negatives if negatives else 0.0)
+            tpr.append(tp / positives if positives else 0.0)
+    return fpr, tpr
+
+
+def auroc_from_curve(fpr: list[float], tpr: list[float]) -> float:
+    """The area under a ROC curve given as points (trapezoids)."""
+    return sum((fpr[i + 1] - fpr[i]) * (tpr[i + 1] + tpr[i]) / 2 for i in range(len(fpr) - 1))

@@ -110,7 +110,9 @@ def _pin_generic_tokenizer_class(folder: Path) -> None:
         cfg_path.write_text(json.dumps(cfg, indent=2))
 
 
-def load_tokenizer(path: str | Path):
+def load_tokenizer(path: str | Path, chat_template: bool = True):
+    """The tokenizer saved with a model; `chat_template`: it must have one (every policy does; a PRM that reads
+    plain text, as Math-Shepherd's, need not)."""
     from transformers import AutoTokenizer
 
     try:
@@ -123,7 +125,7 @@ def load_tokenizer(path: str | Path):
         from transformers import PreTrainedTokenizerFast
 
         tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path))
-    if tokenizer.chat_template is None:
+    if chat_template and tokenizer.chat_template is None:
         raise ConfigError(f"{path}: the tokenizer has no chat template; add one to tokenizer_config.json")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -26,9 +26,9 @@ from .run import PIPELINE_STAGE_ENV, STAGE_NOTEBOOKS, Run
 
 logger = logging.getLogger(__name__)
 
-STAGES = tuple(STAGE_NOTEBOOKS.values())  # 01_sample, 02_filter, 03_train, 04_evaluate
-REPORT = "05_report"
-ON_POLICY_SKIPS = ("01_sample", "02_filter")
+STAGES = tuple(STAGE_NOTEBOOKS.values())  # 01_sample, 02_prm, 03_filter, 04_train, 05_evaluate
+REPORT = "06_report"
+ON_POLICY_SKIPS = ("01_sample", "02_prm", "03_filter")
 _SECTIONS = {notebook: section for section, notebook in STAGE_NOTEBOOKS.items()}
 
 
@@ -47,13 +47,16 @@ class Stage:
 
 
 def plan(config: RunConfig) -> list[Stage]:
-    """Iteration 0 (warm-up if any, then evaluation), then the four stages per iteration (train and evaluate only
-    for GRPO), then the report."""
-    stages = [Stage("03_train", 0)] if config.warmup.max_steps > 0 else []
-    stages.append(Stage("04_evaluate", 0))
+    """Iteration 0 (warm-up if any, then evaluation), then the stages of each iteration, then the report. An
+    iteration trains a PRM (02_prm) only when the config says so (`RunConfig.trains_prm`); GRPO samples inside
+    its trainer, so its iterations are train and evaluate only."""
+    stages = [Stage("04_train", 0)] if config.warmup.max_steps > 0 else []
+    stages.append(Stage("05_evaluate", 0))
     for iteration in range(1, config.iterations + 1):
-        on_policy = config.at_iteration(iteration).train.algorithm == "grpo"  # GRPO samples inside its trainer
-        stages += [Stage(name, iteration) for name in STAGES if not (on_policy and name in ON_POLICY_SKIPS)]
+        skipped = set(ON_POLICY_SKIPS) if config.at_iteration(iteration).train.algorithm == "grpo" else set()
+        if not config.trains_prm(iteration):
+            skipped.add("02_prm")
+        stages += [Stage(name, iteration) for name in STAGES if name not in skipped]
     return stages + [Stage(REPORT, None)]
 
 

@@ -44,6 +44,9 @@ def check_paths(config: RunConfig, base_dir: Path | None = None) -> None:
     for field, source in dataset_sources(config).items():
         if is_local_path(source.path) and missing(source.path):
             raise ConfigError(f"{field}.path: no such file: {source.path}")
+    prm = config.prm.model
+    if prm and not config.prm.trained and is_local_path(prm) and missing(prm):
+        raise ConfigError(f"prm.model: no such PRM folder: {prm}")
     second = config.eval.second_set
     if second and second.system_prompt_file and missing(second.system_prompt_file):
         raise ConfigError(f"eval.second_set.system_prompt_file: no such file: {second.system_prompt_file}")
@@ -65,6 +68,8 @@ def absolutize_paths(config: RunConfig, base_dir: Path | None = None) -> RunConf
     config = config.model_copy(deep=True)
     if config.model.is_local:
         config.model.name_or_path = absolute(config.model.name_or_path)
+    if config.prm.model and config.prm.model.startswith((".", "/", "~")):
+        config.prm.model = absolute(config.prm.model)
     if config.task.system_prompt_file:
         config.task.system_prompt_file = absolute(config.task.system_prompt_file)
     for source in dataset_sources(config).values():

@@ -55,7 +55,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     return config_from_dict(apply_overrides(data, overrides or []), source)
 
 
-_PATH_FIELDS = [("model", "name_or_path"), ("task", "system_prompt_file"), ("task", "train", "path"),
+_PATH_FIELDS = [("model", "name_or_path"), ("prm", "model"), ("task", "system_prompt_file"), ("task", "train", "path"),
                 ("task", "test", "path"), ("eval", "second_set", "path"), ("eval", "second_set", "system_prompt_file")]
 
 
@@ -69,6 +69,6 @@ def _resolve_from(data: dict, base: Path) -> None:
         value = node.get(keys[-1]) if isinstance(node, dict) else None
         if not isinstance(value, str) or value.startswith(("/", "~")):
             continue
-        is_file = keys[-1] != "name_or_path" and not (keys[-1] == "path" and not is_local_path(value))
+        is_file = keys[-1] not in ("name_or_path", "model") and not (keys[-1] == "path" and not is_local_path(value))
         if is_file or value.startswith("."):  # model folders must start with '.': anything else is a hub id
             node[keys[-1]] = str((base / value).resolve())

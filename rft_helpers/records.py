@@ -11,6 +11,7 @@ field of a row that does not fit.
     iter_NN/scored.jsonl           Scored (a Sample and its scores)
     iter_NN/train.jsonl            TrainExample (also the seed set's reference solutions, when trained on)
     iter_NN/pairs.jsonl            Pair
+    iter_NN/prm_labels.jsonl       StepLabels
     iter_NN/predictions*.jsonl     Prediction
     iter_NN/sampled_predictions*.jsonl   SampledPrediction
 """
@@ -70,6 +71,9 @@ class Scored(Sample):
     extracted_answer: str | None = Field(description="the final answer read from the completion")
     kept: bool = Field(description="whether the sample is trained on")
     reject_reason: str | None = Field(description="the first filter that dropped it (None when kept)")
+    step_scores: list[float] | None = Field(None, description="with filter.prm: the PRM's score of each step")
+    process_correct: bool | None = Field(None, description="generated tasks: every step is the reference's "
+                                                           "(measured only, never used to filter)")
 
 
 class TrainExample(Record):
@@ -89,6 +93,21 @@ class Pair(Record):
     rejected: Messages = Field(description="a different completion the reward judged wrong")
 
 
+class StepLabels(Record):
+    """A sample's steps and their Monte Carlo labels, in TRL's stepwise format plus the shares and the split
+    (prm_labels.jsonl)."""
+
+    id: str = Field(description="the question's id")
+    sample_index: int = Field(description="which of the question's samples")
+    prompt: Messages = Field(description="chat messages before the answer")
+    completions: list[str] = Field(description="the sample's steps, in order (TRL's name)")
+    labels: list[bool] = Field(description="whether each step is right, by its rollouts (TRL's name)")
+    success: list[float] = Field(description="the share of each step's rollouts that reached the right answer "
+                                             "(the last step: the sample's own outcome)")
+    heldout: bool = Field(False, description="kept out of the PRM's training, to measure it")
+    truth: list[bool] | None = Field(None, description="generated tasks: whether each step is the reference's")
+
+
 class Prediction(Grouped):
     """A greedy answer to a test question (predictions.jsonl, predictions_<set>.jsonl)."""
 
@@ -99,6 +118,7 @@ class Prediction(Grouped):
     extracted_answer: str | None = Field(description="the final answer read from the completion")
     reward: float | None = Field(description="the eval reward's score")
     correct: bool = Field(description="the reward is 1 or more")
+    process_correct: bool | None = Field(None, description="generated tasks: every step is the reference's")
 
 
 class SampledPrediction(Grouped):

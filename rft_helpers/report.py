@@ -9,6 +9,7 @@ import pandas as pd
 from .io import read_jsonl
 from .records import GROUP_FIELDS, completion_text
 from .run import Run
+from .steps import split_steps
 
 
 def _short(text: str | list[dict], width: int = 80) -> str:
@@ -94,6 +95,72 @@ def plot_loss(losses: list[float], rewards: list[float] | None = None, ax=None):
     return ax
 
 
+def step_scores_table(rows: list[dict], k: int = 6, width: int = 24):
+    """k rows with step scores (scored samples with a PRM, or held-out PRM labels), one column per step, each
+    cell the step and its score, coloured from red (0) to green (1); the process check's verdict beside them. An
+    empty table when no row has step scores."""
+    picked = [r for r in rows if r.get("step_scores")][:k]
+    if not picked:
+        return pd.DataFrame()
+    steps = [r.get("completions") or split_steps(completion_text(r["completion"])) for r in picked]
+    most = max(len(s) for s in steps)
+    table = pd.DataFrame([{**{f"step {i + 1}": f"{_short(step, width)} ({score:.2f})"
+                              for i, (step, score) in enumerate(zip(row_steps, r["step_scores"]))},
+                           "steps right": _truth_mark(r)} for r, row_steps in zip(picked, steps)])
+    scores = pd.DataFrame([r["step_scores"] + [None] * (most - len(r["step_scores"])) for r in picked],
+                          columns=[f"step {i + 1}" for i in range(most)])
+
+    def colour(column):
+        return [f"background-color: {_score_colour(v)}" if v is not None and v == v else "" for v in scores[column.name]]
+
+    return table.style.apply(colour, subset=list(scores.columns))
+
+
+def _score_colour(score: float) -> str:
+    return f"rgba({round(220 * (1 - score))}, {round(180 * score)}, 60, 0.35)"
+
+
+def _truth_mark(row: dict) -> str:
+    truth = row.get("truth")
+    if truth is not None:
+        return "".join("✓" if t else "✗" for t in truth)
+    return {True: "all", False: "not all", None: ""}[row.get("process_correct")]
+
+
+def plot_label_distribution(rows: list[dict], ax=None):
+    """The rollout labels (share of a step's rollouts that reach the right answer), split by the truth where it
+    is known: wrong steps should sit left, right ones right."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(6, 3))[1]
+    shares = [(share, truth) for r in rows for share, truth in zip(r["success"], r.get("truth") or [None] * len(r["success"]))]
+    bins = [i / 10 for i in range(11)]
+    if any(t is not None for _, t in shares):
+        ax.hist([[s for s, t in shares if t], [s for s, t in shares if t is False]], bins=bins, stacked=True,
+                label=["right steps", "wrong steps"], color=["tab:green", "tab:red"])
+        ax.legend()
+    else:
+        ax.hist([s for s, _ in shares], bins=bins)
+    ax.set(xlabel="share of the step's rollouts that reach the right answer", ylabel="steps",
+           title="Monte Carlo step labels")
+    return ax
+
+
+def plot_roc(curves: dict, ax=None):
+    """ROC curves of the PRM's step scores (name -> (false positive rates, true positive rates))."""
+    import matplotlib.pyplot as plt
+
+    from .evaluate import auroc_from_curve
+
+    ax = ax or plt.subplots(figsize=(4.5, 4))[1]
+    for name, (fpr, tpr) in curves.items():
+        ax.plot(fpr, tpr, label=f"vs {name.replace('_', ' ')} (AUROC {auroc_from_curve(fpr, tpr):.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="PRM step scores, held-out samples")
+    ax.legend(loc="lower right")
+    return ax
+
+
 def run_summary(run: Run) -> pd.DataFrame:
     """One row per finished iteration: accuracy (RFT and baseline), kept ratio, sample counts, seconds."""
     rows = []
@@ -111,6 +178,10 @@ def run_summary(run: Run) -> pd.DataFrame:
             "kept": m.get("filter", {}).get("kept"),
             "kept_ratio": m.get("filter", {}).get("kept_ratio"),
             "questions_solved": m.get("filter", {}).get("questions_solved"),
+            "kept_process_accuracy": m.get("filter", {}).get("kept_process_accuracy"),
+            "process_accuracy": m["eval"].get("process_accuracy"),
+            "prm_step_auroc": m.get("prm", {}).get("step_auroc"),
+            "prm_label_agreement": m.get("prm", {}).get("label_agreement"),
             "train_steps": m.get("train", {}).get("steps"),
             "seconds": round(sum(m.get("timing_s", {}).values()), 1),
             **{key: value for key, value in m["eval"].items() if key.startswith(("maj@", "pass@"))},
@@ -132,6 +203,28 @@ def plot_accuracy(summary: pd.DataFrame, ax=None):
     ax.set(xlabel="iteration", ylabel="test accuracy (greedy pass@1)", title="Accuracy per iteration", ylim=(0, 1))
     ax.set_xticks(summary["iteration"])
     ax.legend()
+    return ax
+
+
+def plot_process(summary: pd.DataFrame, ax=None):
+    """Where the steps can be checked (generated tasks): the share of kept samples whose every step is right, the
+    share of right test answers whose every step is right, and the PRM's step AUROC, per iteration. None when the
+    run has none of them."""
+    import matplotlib.pyplot as plt
+
+    columns = {"kept_process_accuracy": "kept samples with every step right",
+               "process_accuracy": "right test answers with every step right",
+               "prm_step_auroc": "PRM step AUROC (held-out)"}
+    present = [c for c in columns if c in summary and summary[c].notna().any()]
+    if not present:
+        return None
+    ax = ax or plt.subplots(figsize=(6, 3.5))[1]
+    for column in present:
+        data = summary[summary[column].notna()]
+        ax.plot(data["iteration"], data[column], marker="o", label=columns[column])
+    ax.set(xlabel="iteration", ylabel="share", title="Steps, not just answers", ylim=(0, 1.02))
+    ax.set_xticks(summary["iteration"])
+    ax.legend(loc="lower right")
     return ax
 
 
@@ -200,6 +293,20 @@ def second_set_table(run: Run) -> pd.DataFrame:
                      "baseline_accuracy": (base or {}).get("accuracy"),
                      "baseline_solution_loss": (base or {}).get("solution_loss")})
     return pd.DataFrame(rows)
+
+
+def plot_runs(run_dirs: list[str | Path], ax=None):
+    """Several runs' test accuracy per iteration on one plot (e.g. the outcome filter against the PRM filter)."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(6, 3.5))[1]
+    for run_dir in run_dirs:
+        summary = run_summary(Run(run_dir))
+        if not summary.empty:
+            ax.plot(summary["iteration"], summary["accuracy"], marker="o", label=Path(run_dir).name)
+    ax.set(xlabel="iteration", ylabel="test accuracy (greedy pass@1)", title="Runs compared", ylim=(0, 1))
+    ax.legend()
+    return ax
 
 
 def compare_runs(run_dirs: list[str | Path]) -> pd.DataFrame:

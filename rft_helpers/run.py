@@ -4,9 +4,10 @@
                                   by hand changed: its `overrides`)
     DIR/data/{train,test,seed}.jsonl   the task's splits (and <name>.jsonl: eval.second_set's questions)
     DIR/base_model/               the scratch model (only when model.name_or_path is "scratch")
-    DIR/iter_NN/                  samples.jsonl, scored.jsonl, train.jsonl, checkpoint/, metrics.json, notebooks
+    DIR/iter_NN/                  samples.jsonl, prm_labels.jsonl, prm/, scored.jsonl, train.jsonl, checkpoint/,
+                                  metrics.json, notebooks
     DIR/best_checkpoint           link to the checkpoint with the best test accuracy so far (run.json: "best")
-    DIR/05_report.ipynb           the executed report
+    DIR/06_report.ipynb           the executed report
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from .models import is_checkpoint, save_scratch_model
 RUN_FILE = "run.json"
 # Changing these never invalidates finished stages: more iterations extend a run; output_dir is where it lives.
 _EXTENDABLE = {"iterations", "output_dir"}
-STAGE_NOTEBOOKS = {"sample": "01_sample", "filter": "02_filter", "train": "03_train", "eval": "04_evaluate"}
+STAGE_NOTEBOOKS = {"sample": "01_sample", "prm": "02_prm", "filter": "03_filter", "train": "04_train",
+                   "eval": "05_evaluate"}
 # The pipeline tells the notebook it executes which stage it runs for it ("<run dir>::<stage key>"); a stage
 # notebook that does not find its own key there was run by hand.
 PIPELINE_STAGE_ENV = "RFT_PIPELINE_STAGE"
@@ -168,6 +170,19 @@ class Run:
     def start_model(self) -> str:
         """Iteration 0's model: the warm-up checkpoint, or the base model when there is no warm-up."""
         return self._latest(0, self.checkpoint)
+
+    def prm_checkpoint(self, iteration: int) -> Path:
+        return self.iter_dir(iteration) / "prm"
+
+    def prm_model(self, iteration: int) -> str | None:
+        """The PRM that iteration `iteration` scores with: the newest one trained at or before it (prm.model:
+        trained), or the folder or hub id the config names; None without a PRM."""
+        if not self.config.prm.trained:
+            return self.config.prm.model
+        for i in range(iteration, 0, -1):
+            if is_checkpoint(self.prm_checkpoint(i)):
+                return str(self.prm_checkpoint(i))
+        return None
 
     def has_baseline(self, iteration: int) -> bool:
         """Whether a baseline has been trained by `iteration`."""

@@ -1,4 +1,4 @@
-"""03_train: TRL's trainers on the records the other stages write (conversational messages).
+"""04_train: TRL's trainers on the records the other stages write (conversational messages).
 
 - SFT (`sft_train`) on prompt/completion records: rejection-sampling fine-tuning on the kept samples. The loss
   covers the completion only (TRL's default for prompt/completion data): the model learns to answer.
@@ -102,23 +102,29 @@ def dpo_train(model_path: str | Path, pairs: list[dict], output_dir: str | Path,
 
 def grpo_train(model_path: str | Path, questions: list[dict], output_dir: str | Path, *, reward_fn,
                num_generations: int, max_completion_length: int, temperature: float, top_p: float = 1.0,
-               beta: float = 0.0, **options) -> TrainResult:
+               beta: float = 0.0, prm: dict | None = None, prm_weight: float = 0.0, **options) -> TrainResult:
     """On-policy GRPO (TRL's GRPOTrainer): each step samples `num_generations` completions per question, scores
     them with `reward_fn` (the filter stage's reward, or its name: same signature) and pushes up the ones better
-    than their group's mean. `batch_size` counts completions, so it must be a multiple of num_generations.
+    than their group's mean. With `prm` (PRMReward's arguments: path, aggregation, separator, format) and
+    `prm_weight` > 0, the PRM's aggregated step score is a second reward, weighted beside the outcome's 1 (TRL's
+    reward_weights). `batch_size` counts completions, so it must be a multiple of num_generations.
     Options: see `train`."""
     from trl import GRPOConfig, GRPOTrainer
 
+    from .prm.reward import PRMReward
     from .rewards import get_reward
 
-    reward_fn = get_reward(reward_fn) if isinstance(reward_fn, str) else reward_fn
+    rewards = [get_reward(reward_fn) if isinstance(reward_fn, str) else reward_fn]
+    if prm and prm_weight:
+        rewards.append(PRMReward(**prm))
     if options.get("batch_size", 0) % num_generations:
         raise ValueError(f"train.batch_size: {options.get('batch_size')} completions per step is not a multiple of "
                          f"sample.n={num_generations} (GRPO compares the n samples of a question within a step)")
     records = [{"prompt": q["prompt"], "answer": q["answer"]} for q in questions]
     grpo_args = {"num_generations": num_generations, "max_completion_length": max_completion_length,
-                 "temperature": temperature, "top_p": top_p, "beta": beta}
-    trainer_class = functools.partial(GRPOTrainer, reward_funcs=reward_fn)
+                 "temperature": temperature, "top_p": top_p, "beta": beta,
+                 "reward_weights": [1.0, prm_weight][: len(rewards)]}
+    trainer_class = functools.partial(GRPOTrainer, reward_funcs=rewards)
     return train(model_path, records, output_dir, GRPOConfig, trainer_class, grpo_args,
                  completions_per_record=num_generations, **options)
 

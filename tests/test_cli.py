@@ -61,11 +61,11 @@ def test_resume_after_the_run_is_killed_mid_stage(tmp_path):
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    finished = {k: (run_dir / f"{k}.ipynb").stat().st_mtime_ns for k in ("iter_00/03_train", "iter_00/04_evaluate")}
+    finished = {k: (run_dir / f"{k}.ipynb").stat().st_mtime_ns for k in ("iter_00/04_train", "iter_00/05_evaluate")}
 
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=400)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "[skip] iter_00/04_evaluate (done)" in out.stdout
+    assert "[skip] iter_00/05_evaluate (done)" in out.stdout
     assert "[rerun] iter_01/01_sample (was running)" in out.stdout
     assert {k: (run_dir / f"{k}.ipynb").stat().st_mtime_ns for k in finished} == finished  # not re-executed
     status = subprocess.run([sys.executable, "-m", "rft_helpers.cli", "status", str(run_dir)], capture_output=True,

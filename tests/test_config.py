@@ -62,6 +62,10 @@ def test_missing_files_are_named(tmp_path):
     config = load_config(None, ["eval.second_set.path=data/gsm8k/test.jsonl"])
     with pytest.raises(ConfigError, match="eval.second_set.path: no such file: data/gsm8k/test.jsonl"):
         check_paths(config, tmp_path)
+    with pytest.raises(ConfigError, match="prm.model: no such PRM folder: ./prms/mine"):
+        check_paths(load_config(None, ["prm.model=./prms/mine"]), tmp_path)
+    check_paths(load_config(None, ["prm.model=Qwen/Qwen2.5-Math-PRM-7B"]), tmp_path)  # a hub id
+    check_paths(load_config(None, ["prm.model=trained"]), tmp_path)
 
 
 def test_hub_ids_are_not_checked_as_paths(tmp_path):
@@ -155,6 +159,10 @@ def test_resume_with_merged_lora_is_refused():
         (["task.seed_size=0"], "train.baseline: the baseline trains on the seed set, but task.seed_size is 0"),
         (["task.seed_size=0", "train.baseline=false", "warmup.max_steps=5"],
          "warmup.max_steps: the warm-up trains on the seed set"),
+        (["filter.prm=[false, true]"], "filter.prm: the run has no PRM (iteration 2); set prm.model"),
+        (["train.algorithm=grpo", "train.prm_weight=0.5", "sample.n=4"], "train.prm_weight: the run has no PRM"),
+        (["prm.model=trained", "train.algorithm=grpo", "sample.n=4"],
+         "prm.model: trained learns from iteration 1's samples, but train.algorithm grpo samples inside its trainer"),
     ],
 )
 def test_rules_between_sections_are_checked_when_the_config_loads(overrides, expected):
@@ -192,5 +200,6 @@ def test_a_stage_config_is_its_section_at_the_iteration_plus_the_sections_it_rea
         "sft", "full", "base", False, False)
     evaluation = config.stage_config("eval", 1)
     assert isinstance(evaluation, EvalStageConfig) and evaluation.reward == "my.reward"  # the filter's by default
-    assert config.stage_config("filter", 1) == config.filter
-    assert set(STAGE_CONFIGS) == {"sample", "filter", "train", "eval"}
+    filtering = config.stage_config("filter", 1)
+    assert filtering.model_dump(exclude={"prm_model"}) == config.filter.model_dump() and filtering.prm_model == config.prm
+    assert set(STAGE_CONFIGS) == {"sample", "prm", "filter", "train", "eval"}

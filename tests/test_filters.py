@@ -103,3 +103,46 @@ def test_dpo_pairs_match_kept_samples_with_distinct_wrong_ones():
         ("Answer: 4", "Answer: 5"), ("So Answer: 4", "Answer: 3"), ("Answer: 4", "Answer: 3")]
     assert all(p["id"] == "q1" and p["prompt"] == PROMPT for p in pairs)
     assert len(build_pairs(scored, pairs_per_question=10)) == 4  # every distinct pair, no more
+
+
+def _with_prm(rows_, step_scores):
+    from rft_helpers.filters import add_step_scores
+
+    return add_step_scores(score_samples(rows_, exact_answer, "exact_answer"), step_scores, "min")
+
+
+def test_low_prm_drops_a_right_answer_with_a_doubtful_step_and_the_threshold_can_change_per_iteration():
+    from rft_helpers.recipes import load_config
+
+    samples = rows("2+2=4\nAnswer: 4", "2+2=5\nAnswer: 4", "2+2=5\nAnswer: 5")
+    scored = _with_prm(samples, [[0.9, 0.95], [0.3, 0.9], [0.2, 0.1]])
+    assert [r["rewards"]["prm"] for r in scored] == [0.9, 0.3, 0.1] and scored[1]["step_scores"] == [0.3, 0.9]
+    decided = apply_filters(scored, FilterConfig(prm=True, prm_threshold=0.7))
+    assert [r["reject_reason"] for r in decided] == [None, "low_prm", "low_reward"]  # low_reward comes first
+    assert [r["kept"] for r in apply_filters(scored, FilterConfig(prm=True))] == [True, True, False]  # no threshold
+    config = load_config(None, ["prm.model=trained", "filter.prm=true", "filter.prm_threshold=[0.7, 0.8, 0.9]"])
+    assert [config.stage_config("filter", i).prm_threshold for i in (1, 2, 3, 4)] == [0.7, 0.8, 0.9, 0.9]
+
+
+def test_with_a_prm_the_cap_per_question_keeps_the_best_and_pairs_set_best_against_worst():
+    samples = rows("a. Answer: 4", "b. Answer: 4", "c. Answer: 4", "d. Answer: 5", "e. Answer: 6")
+    scored = _with_prm(samples, [[0.5], [0.9], [0.7], [0.8], [0.1]])
+    decided = apply_filters(scored, FilterConfig(prm=True, max_per_question=2))
+    assert [r["kept"] for r in decided] == [False, True, True, False, False]  # 0.9 and 0.7 of the right ones
+    assert [r["completion"][0]["content"] for r in decided] == [s["completion"][0]["content"] for s in samples]
+    pairs = build_pairs(decided, pairs_per_question=2, reward_name="exact_answer")
+    assert [(p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in pairs] == [
+        ("b. Answer: 4", "e. Answer: 6"), ("c. Answer: 4", "d. Answer: 5")]  # best against worst first
+
+
+def test_process_summary_compares_the_kept_with_what_the_outcome_alone_keeps():
+    from rft_helpers.filters import process_summary
+
+    decided = [{"kept": True, "process_correct": True}, {"kept": True, "process_correct": False},
+               {"kept": False, "process_correct": True}, {"kept": False, "process_correct": None}]
+    outcome_only = [{"kept": True, "process_correct": True}, {"kept": True, "process_correct": False},
+                    {"kept": True, "process_correct": True}, {"kept": False, "process_correct": None}]
+    summary = process_summary(decided, outcome_only)
+    assert summary["kept_process_accuracy"] == 0.5 and summary["outcome_only_kept_process_accuracy"] == 2 / 3
+    assert summary["process_correct_kept_share"] == 0.5 and summary["samples_process_correct"] == 2
+    assert process_summary([{"kept": True}]) == {}  # nothing checked (a dataset task)

@@ -29,4 +29,4 @@ def test_gsm8k_recipe_loads_prompts_scores_and_evaluates(tmp_path):
     assert all(r["rewards"]["exact_answer"] in (0.0, 1.0) and "reject_reason" in r for r in scored)
     metrics = run.metrics(1)
     assert metrics["eval"]["n"] == 8 and {"maj@2", "pass@1", "pass@2"} <= set(metrics["eval"])
-    assert (run.dir / "05_report.ipynb").exists()
+    assert (run.dir / "06_report.ipynb").exists()

@@ -16,7 +16,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
 def test_the_five_stage_notebooks_exist():
-    assert [p.stem for p in NOTEBOOKS] == [*STAGES, "05_report"]
+    assert [p.stem for p in NOTEBOOKS] == [*STAGES, "06_report"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -78,9 +78,9 @@ def test_a_new_setting_needs_one_edit_in_config_and_make_notebooks(tmp_path, mon
     for path in NOTEBOOKS:
         (tmp_path / path.name).write_bytes(path.read_bytes())
     monkeypatch.setitem(STAGE_CONFIGS, "filter", WithANewSetting)
-    assert parameters.out_of_date(tmp_path) == [tmp_path / "02_filter.ipynb"]
+    assert parameters.out_of_date(tmp_path) == [tmp_path / "03_filter.ipynb"]
     assert parameters.main([str(tmp_path)]) == 0  # make notebooks
-    declared = pm.inspect_notebook(str(tmp_path / "02_filter.ipynb"))
+    declared = pm.inspect_notebook(str(tmp_path / "03_filter.ipynb"))
     assert list(declared)[-1] == "max_answer_chars" and declared["max_answer_chars"]["help"].startswith("drop")
     assert parameters.main(["--check", str(tmp_path)]) == 0
 
@@ -105,7 +105,7 @@ def test_a_stage_run_by_hand_uses_the_recipe_and_records_what_it_changed(tmp_pat
         return Run(run_dir)
 
     run = by_hand()
-    assert run.stage_status("iter_00/04_evaluate") == "done"  # iteration 0 ran first, through the pipeline
+    assert run.stage_status("iter_00/05_evaluate") == "done"  # iteration 0 ran first, through the pipeline
     recipe = load_config(smoke).sample
     samples = read_jsonl(run.iter_dir(1) / "samples.jsonl")
     assert len(samples) == recipe.num_questions * recipe.n  # the recipe's values, not the demo's
@@ -126,5 +126,5 @@ def test_a_stage_run_by_hand_uses_the_recipe_and_records_what_it_changed(tmp_pat
     run = by_hand(n=2)  # again, after the later stages finished: they must run again on the new samples
     stages = run.state()["stages"]
     assert all(stages[k]["status"] == "pending" and "01_sample was run again by hand" in stages[k]["stale"]
-               for k in ("iter_01/02_filter", "iter_01/03_train", "iter_01/04_evaluate", "05_report"))
-    assert stages["iter_00/04_evaluate"]["status"] == "done"
+               for k in ("iter_01/03_filter", "iter_01/04_train", "iter_01/05_evaluate", "06_report"))
+    assert stages["iter_00/05_evaluate"]["status"] == "done"

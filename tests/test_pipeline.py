@@ -17,14 +17,15 @@ from rft_helpers.run import STAGE_NOTEBOOKS, Run
 
 # What each fixture notebook declares: its stage config's fields, from config.py (as the real notebooks do)
 PARAMS = {notebook: " ".join(STAGE_CONFIGS[section].model_fields) for section, notebook in STAGE_NOTEBOOKS.items()}
-PARAMS["05_report"] = ""
+PARAMS["06_report"] = ""
+WITHOUT_PRM = [s for s in STAGES if s != "02_prm"]  # an iteration that trains no PRM
 
 
 def fixture_notebooks(folder: Path, body: dict[str, str] | None = None, declare_all: bool = True) -> Path:
     """Stage notebooks that only record that they ran; `body` replaces a stage's code (e.g. to fail)."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, names in PARAMS.items():
-        declared = ["run_dir = ''", "params_file = ''"] + ([] if name == "05_report" else ["iteration = 0"])
+        declared = ["run_dir = ''", "params_file = ''"] + ([] if name == "06_report" else ["iteration = 0"])
         declared += [f"{p} = None" for p in names.split() if declare_all or p != "n"]
         code = (body or {}).get(name, "import pathlib; pathlib.Path(run_dir, 'ran.log').open('a').write(f'{iteration if \"iteration\" in dir() else \"-\"}\\n')")
         cells = [nbformat.v4.new_code_cell("\n".join(declared)), nbformat.v4.new_code_cell(code)]
@@ -43,8 +44,8 @@ def fast_config(smoke_config):
 
 def test_plan_and_stage_parameters(fast_config, tmp_path):
     keys = [s.key for s in plan(fast_config)]
-    assert keys[:2] == ["iter_00/03_train", "iter_00/04_evaluate"]
-    assert keys[2:6] == [f"iter_01/{s}" for s in STAGES] and keys[-1] == "05_report" and len(keys) == 11
+    assert keys[:2] == ["iter_00/04_train", "iter_00/05_evaluate"]
+    assert keys[2:6] == [f"iter_01/{s}" for s in WITHOUT_PRM] and keys[-1] == "06_report" and len(keys) == 11
     warmup = stage_parameters(fast_config, plan(fast_config)[0], tmp_path)
     assert warmup["max_steps"] == fast_config.warmup.max_steps and warmup["baseline"] is False
     sample = stage_parameters(fast_config, plan(fast_config)[2], tmp_path)
@@ -52,7 +53,7 @@ def test_plan_and_stage_parameters(fast_config, tmp_path):
                       **fast_config.stage_config("sample", 1).model_dump(mode="json")}
     assert sample["n"] == fast_config.sample.n and sample["vllm"] == fast_config.vllm.model_dump()
     fast_config.warmup.max_steps = 0
-    assert plan(fast_config)[0].key == "iter_00/04_evaluate"
+    assert plan(fast_config)[0].key == "iter_00/05_evaluate"
 
 
 def test_schedules_reach_each_iteration_and_its_metrics(fast_config, tmp_path):
@@ -62,8 +63,8 @@ def test_schedules_reach_each_iteration_and_its_metrics(fast_config, tmp_path):
     by_key = {s.key: s for s in stages}
     assert stage_parameters(config, by_key["iter_01/01_sample"], tmp_path)["temperature"] == 0.5
     assert stage_parameters(config, by_key["iter_02/01_sample"], tmp_path)["temperature"] == 0.9
-    assert stage_parameters(config, by_key["iter_02/03_train"], tmp_path)["learning_rate"] == 2e-4
-    assert stage_parameters(config, by_key["iter_00/03_train"], tmp_path)["learning_rate"] == config.warmup.learning_rate
+    assert stage_parameters(config, by_key["iter_02/04_train"], tmp_path)["learning_rate"] == 2e-4
+    assert stage_parameters(config, by_key["iter_00/04_train"], tmp_path)["learning_rate"] == config.warmup.learning_rate
 
     run = run_pipeline(config, tmp_path / "run", notebooks_dir=fixture_notebooks(tmp_path / "nb"), log=lambda m: None)
     assert run.metrics(2)["schedule"] == {"sample.temperature": 0.9, "train.learning_rate": 2e-4}
@@ -77,8 +78,18 @@ def test_grpo_iterations_sample_inside_the_trainer(fast_config):
     data = fast_config.model_dump(mode="json")
     data["train"]["algorithm"] = ["sft", "grpo"]  # a schedule: SFT first, then on-policy GRPO
     keys = [s.key for s in plan(config_from_dict(data))]
-    assert [k for k in keys if k.startswith("iter_01")] == [f"iter_01/{s}" for s in STAGES]
-    assert [k for k in keys if k.startswith("iter_02")] == ["iter_02/03_train", "iter_02/04_evaluate"]
+    assert [k for k in keys if k.startswith("iter_01")] == [f"iter_01/{s}" for s in WITHOUT_PRM]
+    assert [k for k in keys if k.startswith("iter_02")] == ["iter_02/04_train", "iter_02/05_evaluate"]
+
+
+@pytest.mark.parametrize("retrain, second", [("once", WITHOUT_PRM), ("every_iteration", list(STAGES))])
+def test_a_prm_is_trained_in_iteration_1_or_every_iteration(fast_config, retrain, second):
+    from rft_helpers.config import config_from_dict
+
+    data = fast_config.model_dump(mode="json") | {"prm": {"model": "trained", "retrain": retrain}}
+    keys = [s.key for s in plan(config_from_dict(data))]
+    assert [k for k in keys if k.startswith("iter_01")] == [f"iter_01/{s}" for s in STAGES]  # 02_prm included
+    assert [k for k in keys if k.startswith("iter_02")] == [f"iter_02/{s}" for s in second]
 
 
 def test_runs_every_stage_once_and_resume_skips_done(fast_config, tmp_path):
@@ -90,7 +101,7 @@ def test_runs_every_stage_once_and_resume_skips_done(fast_config, tmp_path):
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and "temperature = " in injected[0].source
     assert executed.metadata.papermill.parameters["n"] == fast_config.sample.n
-    assert set(run.metrics(1)["timing_s"]) == set(STAGES)
+    assert set(run.metrics(1)["timing_s"]) == set(WITHOUT_PRM)
 
     messages = []
     run_pipeline(fast_config, tmp_path / "run", notebooks_dir=notebooks, log=messages.append)
@@ -111,19 +122,19 @@ def test_more_iterations_extend_a_run_but_changed_params_are_refused(fast_config
 
 
 def test_failed_stage_keeps_partial_notebook_and_reruns_on_resume(fast_config, tmp_path):
-    broken = fixture_notebooks(tmp_path / "broken", {"02_filter": "raise RuntimeError('reward server down')"})
-    with pytest.raises(StageFailed, match=r"iter_01/02_filter failed .*RuntimeError: reward server down"):
+    broken = fixture_notebooks(tmp_path / "broken", {"03_filter": "raise RuntimeError('reward server down')"})
+    with pytest.raises(StageFailed, match=r"iter_01/03_filter failed .*RuntimeError: reward server down"):
         run_pipeline(fast_config, tmp_path / "run", notebooks_dir=broken, log=lambda m: None)
     run = Run(tmp_path / "run")
-    assert run.stage_status("iter_01/02_filter") == "failed"
+    assert run.stage_status("iter_01/03_filter") == "failed"
     assert run.stage_status("iter_01/01_sample") == "done"
-    assert "reward server down" in (run.iter_dir(1) / "02_filter.ipynb").read_text()  # partial notebook kept
+    assert "reward server down" in (run.iter_dir(1) / "03_filter.ipynb").read_text()  # partial notebook kept
 
     messages = []
     run_pipeline(fast_config, tmp_path / "run", notebooks_dir=fixture_notebooks(tmp_path / "ok"), log=messages.append)
-    assert "[rerun] iter_01/02_filter (was failed)" in messages
+    assert "[rerun] iter_01/03_filter (was failed)" in messages
     assert "[skip] iter_01/01_sample (done)" in messages
-    assert run.stage_status("05_report") == "done"
+    assert run.stage_status("06_report") == "done"
 
 
 def test_undeclared_parameters_are_refused(fast_config, tmp_path):
@@ -144,8 +155,8 @@ def test_smoke_run_writes_the_run_directory_contract(smoke_run):
     run = smoke_run
     state = read_json(run.dir / "run.json")
     assert state["config"]["run_name"] == "smoke" and set(state["stages"]) == {s.key for s in plan(run.config)}
-    assert (run.dir / "05_report.ipynb").exists() and (run.iter_dir(0) / "04_evaluate.ipynb").exists()
-    for name in STAGES:
+    assert (run.dir / "06_report.ipynb").exists() and (run.iter_dir(0) / "05_evaluate.ipynb").exists()
+    for name in WITHOUT_PRM:
         assert (run.iter_dir(1) / f"{name}.ipynb").exists()
 
     samples = read_jsonl(run.iter_dir(1) / "samples.jsonl")
@@ -192,7 +203,7 @@ def test_executed_notebooks_hold_the_injected_parameters(smoke_run):
     assert f"run_dir = \"{smoke_run.dir}\"" in injected.source
     outputs = json.dumps([c.get("outputs", []) for c in executed.cells])
     assert "image/png" in outputs  # the completion-length plot rendered
-    report = nbformat.read(smoke_run.dir / "05_report.ipynb", as_version=4)
+    report = nbformat.read(smoke_run.dir / "06_report.ipynb", as_version=4)
     assert "image/png" in json.dumps([c.get("outputs", []) for c in report.cells])
 
 
@@ -206,4 +217,26 @@ def test_a_run_folder_in_use_is_refused(fast_config, tmp_path, monkeypatch):
             run_pipeline(fast_config, tmp_path / "run", notebooks_dir=notebooks, log=lambda m: None)
     # released: the same call now runs (the real notebooks, which call ensure_ready under the lock, run in the slow tests)
     run_pipeline(fast_config, tmp_path / "run", notebooks_dir=notebooks, log=lambda m: None)
-    assert Run(tmp_path / "run").stage_status("05_report") == "done"
+    assert Run(tmp_path / "run").stage_status("06_report") == "done"
+
+
+@pytest.mark.slow
+def test_a_run_with_a_prm_trained_in_the_loop_labels_trains_filters_and_reports(tmp_path):
+    """The smoke loop with 02_prm: rollout labels, the PRM, scores on every sample and the report's process plot."""
+    from rft_helpers.records import Scored, StepLabels, read_records
+
+    config = load_config(Path(__file__).resolve().parent.parent / "params" / "smoke.yaml",
+                         ["prm.model=trained", "prm.samples=12", "prm.rollouts=2", "prm.num_epochs=1",
+                          "filter.prm=true", "filter.prm_threshold=0.2"])
+    run = run_pipeline(config, tmp_path / "run", log=lambda m: None)
+    assert run.stage_status("iter_01/02_prm") == "done"
+    labels = read_records(run.iter_dir(1) / "prm_labels.jsonl", StepLabels)
+    assert len(labels) <= 12 and all(r["truth"] is not None and len(r["truth"]) == len(r["labels"]) for r in labels)
+    prm = run.metrics(1)["prm"]
+    assert prm["rollouts"]["rollouts"] == prm["rollouts"]["prefixes"] * 2 and prm["training"]["steps"] > 0
+    assert {"step_auroc", "label_agreement", "heldout_steps"} <= set(prm)
+    scored = read_records(run.iter_dir(1) / "scored.jsonl", Scored)
+    assert all(r["step_scores"] is not None and "prm" in r["rewards"] for r in scored)
+    assert run.metrics(1)["filter"]["prm_model"] == str(run.prm_checkpoint(1))
+    executed = nbformat.read(run.iter_dir(1) / "02_prm.ipynb", as_version=4)
+    assert json.dumps([c.get("outputs", []) for c in executed.cells]).count("image/png") >= 2  # labels and ROC

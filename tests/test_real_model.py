@@ -38,4 +38,4 @@ def test_the_recipe_runs_every_stage_on_smollm2(tmp_path, smollm2_dir):
     for iteration in (0, 1):  # GSM8K at the first and the last iteration, RFT and baseline
         for key in ("eval_gsm8k", "baseline_eval_gsm8k"):
             assert run.metrics(iteration)[key]["n"] == 2 and run.metrics(iteration)[key]["solution_loss"] > 0
-    assert run.stage_status("05_report") == "done"
+    assert run.stage_status("06_report") == "done"

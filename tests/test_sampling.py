@@ -156,3 +156,14 @@ def test_grouped_eager_attention_equals_eager_with_padding_and_cache():
         outputs[attention] = (first.logits, step.logits, *first.attentions)  # weights too, in eager's shapes
     for eager, grouped in zip(outputs["eager"], outputs["grouped_eager"]):
         torch.testing.assert_close(grouped, eager, rtol=1e-5, atol=1e-5)
+
+
+def test_a_prompt_ending_with_an_assistant_message_is_continued(engine):
+    """A rollout from a step's prefix: the model goes on with the answer begun, not a new turn."""
+    begun = PROMPTS[0] + [{"role": "assistant", "content": "1+1=2\n"}]
+    (ids,) = engine.encode([begun])
+    assert engine.tokenizer.decode(ids) == "<|user|>1+1=?<|end|><|assistant|>1+1=2\n"
+    (fresh,) = engine.encode([PROMPTS[0]])
+    assert ids[: len(fresh)] == fresh
+    outputs = engine.generate([begun], SamplingParams(n=2, temperature=1.0, max_new_tokens=5, seed=1))
+    assert [len(o) for o in outputs] == [2]

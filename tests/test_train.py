@@ -262,3 +262,42 @@ def test_padding_free_keeps_packed_examples_apart_and_trains_like_padded_batches
     assert packed_run.loss_history == pytest.approx(padded.loss_history, rel=1e-4)
     grouped = sft_train(tiny_model_dir, EXAMPLES, tmp_path / "grouped", batching="length_grouped", **common)
     assert grouped.steps == 3
+
+
+def test_grpo_takes_the_prm_as_a_second_reward_with_its_weight(tiny_model_dir, tmp_path, monkeypatch):
+    """The PRM's aggregated step score joins the outcome reward, weighted (TRL's reward_weights)."""
+    from transformers import LlamaConfig, LlamaForTokenClassification
+
+    from rft_helpers.models import load_tokenizer, save_checkpoint
+    from rft_helpers.prm.reward import PRMReward
+    from rft_helpers.train import grpo_train
+
+    tokenizer = load_tokenizer(tiny_model_dir)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, num_labels=2, pad_token_id=tokenizer.pad_token_id)
+    save_checkpoint(LlamaForTokenClassification(config), tokenizer, tmp_path / "prm")
+    calls, real = [], PRMReward.__call__
+
+    def recorded(self, completions, **kwargs):
+        scores = real(self, completions, **kwargs)
+        calls.append((self.aggregation, len(completions), "prompts" in kwargs, scores))
+        return scores
+
+    monkeypatch.setattr(PRMReward, "__call__", recorded)
+    seen = {}
+    import trl
+
+    original = trl.GRPOConfig.__init__
+
+    def capture(self, *args, **kwargs):
+        seen["reward_weights"] = kwargs.get("reward_weights")
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(trl.GRPOConfig, "__init__", capture)
+    questions = [{"prompt": e["prompt"], "answer": "7"} for e in EXAMPLES[:4]]
+    result = grpo_train(tiny_model_dir, questions, tmp_path / "grpo", reward_fn=count_sevens, num_generations=4,
+                        max_completion_length=8, temperature=1.0, learning_rate=1e-3, batch_size=8, max_steps=2,
+                        prm={"path": str(tmp_path / "prm"), "aggregation": "last"}, prm_weight=0.5)
+    assert result.steps == 2 and seen["reward_weights"] == [1.0, 0.5]
+    assert [c[:3] for c in calls] == [("last", 8, True)] * 2  # every step's completions, with GRPO's prompts
+    assert all(s is None or 0 <= s <= 1 for c in calls for s in c[3])

@@ -1,6 +1,6 @@
 """Rewards: plain callables `(completions, **dataset_columns) -> list[float | None]`, looked up by name.
 
-The same callables score samples in 02_filter, answers in 04_evaluate and GRPO's completions in 03_train;
+The same callables score samples in 03_filter, answers in 05_evaluate and GRPO's completions in 04_train;
 `score_rows` is the one place that calls them on records.
 """
 

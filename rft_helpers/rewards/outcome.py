@@ -1,6 +1,6 @@
 """Outcome rewards: is the final answer right?
 
-Rewards follow TRL's GRPO reward signature, so the same callables score samples in 02_filter and (later) drive
+Rewards follow TRL's GRPO reward signature, so the same callables score samples in 03_filter and (later) drive
 GRPOTrainer: `reward(completions, answer, **kwargs) -> list[float | None]`, where a completion is a string or a
 list of chat messages and None means "cannot judge" (e.g. no reference answer).
 """

@@ -89,6 +89,15 @@ def check_counts(prompts: list, outputs: list[list[Completion]], n: int, engine:
 
 
 def encode_chat(tokenizer, prompts: list[list[dict]]) -> list[list[int]]:
-    """Prompt token ids through the model's chat template: the one encoding every engine and the trainer share."""
-    texts = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
+    """Prompt token ids through the model's chat template: the one encoding every engine and the trainer share.
+    A prompt that ends with an assistant message is an answer begun (a PRM's rollout from a step's prefix): the
+    model continues that message instead of starting a new one."""
+    texts = [tokenizer.apply_chat_template(p, tokenize=False, **continuation(p)) for p in prompts]
     return tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+
+def continuation(prompt: list[dict]) -> dict:
+    """The chat template's options for `prompt`: continue its final assistant message, or open a new answer."""
+    if prompt and prompt[-1]["role"] == "assistant":
+        return {"continue_final_message": True}
+    return {"add_generation_prompt": True}

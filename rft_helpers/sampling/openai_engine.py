@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from ..config import OpenAIConfig
 from ..exceptions import ConfigError
-from .base import Completion, SamplingEngine, SamplingParams
+from .base import Completion, SamplingEngine, SamplingParams, continuation
 
 
 def api_key(base_url: str, env_var: str) -> str:
@@ -78,6 +78,9 @@ class OpenAIEngine(SamplingEngine):
             model=self.model_name, messages=messages, n=params.n, temperature=params.temperature,
             top_p=params.top_p, max_tokens=params.max_new_tokens, seed=params.seed * 1_000_003 + index,
             stop=list(params.stop) or None,
+            # an answer begun (a rollout from a step's prefix): vLLM's server continues the final message
+            extra_body={"add_generation_prompt": False, **continuation(messages)} if messages[-1]["role"] == "assistant"
+            else None,
         )
         usage = response.usage
         prompt_tokens = usage.prompt_tokens if usage else 0
@@ -91,3 +94,4 @@ class OpenAIEngine(SamplingEngine):
             for c, share in zip(choices, shares)
         ]
         return completions
+

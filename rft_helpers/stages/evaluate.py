@@ -1,11 +1,12 @@
-"""04_evaluate: greedy pass@1 of this iteration's model and of the baseline on the test split (with `samples`, also
+"""05_evaluate: greedy pass@1 of this iteration's model and of the baseline on the test split (with `samples`, also
 maj@k and pass@k), the forgetting check on `second_set`, and the best checkpoint so far.
 
 The notebook calls these steps in order (`run_stage` calls them all):
 
 1. `test_questions`: the first `num_questions` test questions.
 2. `models_to_evaluate`: this iteration's checkpoint (or the newest before it) and the baseline's.
-3. `evaluate_models`: each model answers, judged by `reward` -> predictions*.jsonl and metrics.json.
+3. `evaluate_models`: each model answers, judged by `reward` -> predictions*.jsonl and metrics.json; for the
+   generated tasks, `process_accuracy` too: the share of right answers whose every step is right.
 4. `record`: the best checkpoint so far (run.json's "best", DIR/best_checkpoint); iteration 0's numbers are the
    baseline's too (both start from the same model).
 """
@@ -16,13 +17,15 @@ import time
 
 from ..config import EvalSetConfig, EvalStageConfig
 from ..data import load_split
-from ..evaluate import accuracy_summary, greedy_predictions, sampled_predictions, sampled_summary, solution_loss
+from ..evaluate import (accuracy_summary, greedy_predictions, process_accuracy, sampled_predictions, sampled_summary,
+                        solution_loss)
 from ..io import write_jsonl
 from ..models import load_model, load_tokenizer
+from ..records import completion_text
 from ..rewards import RewardFn, get_reward
 from ..run import Run
 from ..sampling import SamplingEngine, SamplingParams
-from .common import engine_from_settings
+from .common import check_process, engine_from_settings, reference_steps
 
 
 def test_questions(run: Run, config: EvalStageConfig) -> list[dict]:
@@ -67,8 +70,11 @@ def answer_test_set(run: Run, iteration: int, config: EvalStageConfig, engine: S
     folder = run.iter_dir(iteration)
     predictions = greedy_predictions(engine, test, run.system_prompt, config.max_new_tokens, reward, config.reward,
                                      progress=progress)
+    references, separator = reference_steps(run, "test"), run.config.task.step_separator
+    predictions = [p | {"process_correct": check_process(references, p["id"], completion_text(p["completion"]),
+                                                         separator)} for p in predictions]
     write_jsonl(folder / f"{prefix}predictions.jsonl", predictions)
-    summary = accuracy_summary(predictions) | {"model": engine.model_name}
+    summary = accuracy_summary(predictions) | process_accuracy(predictions) | {"model": engine.model_name}
     if config.samples:
         params = SamplingParams(n=config.samples, temperature=config.temperature, top_p=config.top_p,
                                 max_new_tokens=config.max_new_tokens, seed=run.iteration_seed(iteration))

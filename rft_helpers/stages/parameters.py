@@ -23,12 +23,14 @@ from pydantic import BaseModel
 from ..config import STAGE_CONFIGS
 from ..paths import NOTEBOOKS_DIR
 
-NOTEBOOK_SECTIONS = {"01_sample": "sample", "02_filter": "filter", "03_train": "train", "04_evaluate": "eval"}
+NOTEBOOK_SECTIONS = {"01_sample": "sample", "02_prm": "prm", "03_filter": "filter", "04_train": "train",
+                     "05_evaluate": "eval"}
 ITERATION_HELP = {
     "01_sample": "RFT iteration (1, 2, ...); it samples from the previous iteration's checkpoint",
-    "02_filter": "RFT iteration whose samples are filtered",
-    "03_train": "0: the warm-up on the seed set; 1, 2, ...: training on the kept samples",
-    "04_evaluate": "iteration whose checkpoint is evaluated (0: the starting model)",
+    "02_prm": "RFT iteration whose samples' steps are labelled by rollouts to train the PRM",
+    "03_filter": "RFT iteration whose samples are filtered",
+    "04_train": "0: the warm-up on the seed set; 1, 2, ...: training on the kept samples",
+    "05_evaluate": "iteration whose checkpoint is evaluated (0: the starting model)",
 }
 RUN_LINES = [
     'run_dir: str = "../outputs/notebook-demo"  # run folder; created from params_file when it has no run.json',

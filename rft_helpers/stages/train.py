@@ -1,4 +1,4 @@
-"""03_train: iteration 0 warms the base model up on the seed set; each later iteration trains the policy on what
+"""04_train: iteration 0 warms the base model up on the seed set; each later iteration trains the policy on what
 the filter kept (SFT), on right/wrong pairs (DPO) or on-policy (GRPO), and then the baseline, plain SFT on the seed
 set, for the same number of optimizer steps.
 
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from .. import train as trainers
 from ..config import TrainStageConfig
 from ..data import build_prompt, load_split, seed_examples
+from ..exceptions import ConfigError
 from ..launch import launch_training
 from ..records import Pair, TrainExample, read_records
 from ..run import Run
@@ -67,9 +68,15 @@ def train_policy(run: Run, iteration: int, config: TrainStageConfig, data: Train
         return None
     output, options = run.checkpoint(iteration), training_options(run, iteration, config)
     if data.algorithm == "grpo":  # on-policy: it samples as it trains, with the sample section's settings
+        prm = run.prm_model(iteration) if config.prm_weight else None
+        if config.prm_weight and prm is None:
+            raise ConfigError(f"train.prm_weight: iteration {iteration} has no PRM yet to reward GRPO with")
         return call(config, "grpo_train", data.init, data.records, output, reward_fn=config.filter.reward,
                     num_generations=config.sample.n, max_completion_length=config.sample.max_new_tokens,
-                    temperature=config.sample.temperature, top_p=config.sample.top_p, beta=config.beta, **options)
+                    temperature=config.sample.temperature, top_p=config.sample.top_p, beta=config.beta,
+                    prm={"path": prm, "aggregation": config.filter.prm_aggregation, "format": config.prm_model.format,
+                         "separator": run.config.task.step_separator} if prm else None,
+                    prm_weight=config.prm_weight, **options)
     if data.algorithm == "dpo":
         return call(config, "dpo_train", data.init, data.records, output, beta=config.beta,
                     sft_weight=config.dpo_sft_weight, **options)

@@ -1,0 +1,118 @@
+"""Training a token-classification PRM on step labels (records.StepLabels rows), the way TRL's PRMTrainer did.
+
+TRL removed its experimental PRMTrainer in September 2026 (huggingface/trl#7133; TRL 1.16 has none), so this is
+transformers' `Trainer` on `AutoModelForTokenClassification` (two labels) over a backbone: the policy's own
+weights or another causal LM. Each row is tokenized as TRL did: the prompt, then every step followed by the
+separator; the target sits on the last token of each separator and every other token gets -100 (kept as a float
+target, never cast to a class: TRL's PR #2127 trained ignored tokens as True). The loss is cross-entropy against
+the target distribution [1 - y, y]: y is the step's share of successful rollouts (soft labels) or 0/1 (hard).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..exceptions import ConfigError
+from ..models import is_adapter, load_tokenizer, save_checkpoint
+from .token_classification import encode_steps, write_prm_config
+
+IGNORED = -100.0
+
+
+@dataclass
+class PRMTrainResult:
+    steps: int
+    examples: int  # labelled samples trained on
+    epochs: float
+    seconds: float
+    loss_history: list[float] = field(default_factory=list)
+
+    @property
+    def summary(self) -> dict:
+        return {"steps": self.steps, "examples": self.examples, "seconds": round(self.seconds, 2),
+                "examples_per_s": round(self.examples * self.epochs / self.seconds, 1) if self.seconds else None,
+                "loss_first": self.loss_history[0] if self.loss_history else None,
+                "loss_last": self.loss_history[-1] if self.loss_history else None}
+
+
+def tokenize(tokenizer, row: dict, separator: str, soft: bool) -> dict:
+    """input_ids, and labels: the step's target at each separator's last token, -100 at every other token."""
+    separator_ids = tokenizer(separator, add_special_tokens=False)["input_ids"]
+    ids, positions = encode_steps(tokenizer, row["prompt"], row["completions"], separator_ids)
+    labels = [IGNORED] * len(ids)
+    targets = row["success"] if soft else [float(label) for label in row["labels"]]
+    for position, target in zip(positions, targets):
+        if target is not None:  # None: a step without a label (not rolled out), read at no position
+            labels[position] = float(target)
+    return {"input_ids": ids, "labels": labels}
+
+
+def collate(pad_id: int):
+    def batch(features: list[dict]) -> dict:
+        width = max(len(f["input_ids"]) for f in features)
+        ids = torch.full((len(features), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(features), width), dtype=torch.long)
+        labels = torch.full((len(features), width), IGNORED)
+        for row, f in enumerate(features):
+            ids[row, : len(f["input_ids"])] = torch.tensor(f["input_ids"])
+            mask[row, : len(f["input_ids"])] = 1
+            labels[row, : len(f["labels"])] = torch.tensor(f["labels"])
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+    return batch
+
+
+def soft_cross_entropy(outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+    """Cross-entropy of the two-label logits against [1 - y, y] at the labelled tokens only."""
+    logits = outputs.logits if hasattr(outputs, "logits") else outputs[0]
+    labelled = labels != IGNORED
+    log_probs = torch.log_softmax(logits[labelled].float(), dim=-1)
+    target = labels[labelled].to(log_probs.dtype)
+    losses = -(target * log_probs[:, 1] + (1 - target) * log_probs[:, 0])
+    count = num_items_in_batch if num_items_in_batch is not None else labelled.sum()  # the Trainer counts labels
+    return losses.sum() / torch.as_tensor(count, device=losses.device).clamp(min=1)
+
+
+def train_prm(backbone: str | Path, rows: list[dict], output_dir: str | Path, *, separator: str = "\n",
+              soft: bool = True, learning_rate: float = 5e-4, num_epochs: float = 3.0, batch_size: int = 32,
+              seed: int = 0, bf16: bool = False) -> PRMTrainResult:
+    """Train a two-label token classifier on `backbone`'s weights and save it (with its tokenizer and
+    prm_config.json) to `output_dir`, written to a temporary folder and renamed into place."""
+    from datasets import Dataset
+    from transformers import AutoModelForTokenClassification, Trainer, TrainingArguments
+    from transformers.trainer_callback import PrinterCallback
+    from transformers.utils import logging as hf_logging
+
+    if not rows:
+        raise ValueError("no step labels to train the PRM on (see prm_labels.jsonl)")
+    if is_adapter(backbone):
+        raise ConfigError(f"prm.backbone: {backbone} is a LoRA adapter; give a full model folder (or train with "
+                          "lora.merge: true)")
+    tokenizer = load_tokenizer(backbone)
+    hf_logging.set_verbosity_error()  # "some weights were newly initialized": the head, as intended
+    model = AutoModelForTokenClassification.from_pretrained(
+        str(backbone), num_labels=2, id2label={0: "wrong", 1: "right"}, label2id={"wrong": 0, "right": 1},
+        dtype=torch.float32)
+    hf_logging.set_verbosity_warning()
+    dataset = Dataset.from_list([tokenize(tokenizer, row, separator, soft) for row in rows])
+    with tempfile.TemporaryDirectory(prefix="rft-prm-") as scratch:
+        args = TrainingArguments(
+            output_dir=scratch, learning_rate=learning_rate, num_train_epochs=num_epochs,
+            per_device_train_batch_size=batch_size, lr_scheduler_type="linear", warmup_steps=0.05, logging_steps=1,
+            save_strategy="no", report_to="none", seed=seed, bf16=bf16, use_cpu=not torch.cuda.is_available(),
+            dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=True)
+        trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collate(tokenizer.pad_token_id),
+                          compute_loss_func=soft_cross_entropy)
+        trainer.remove_callback(PrinterCallback)  # a line per step; the losses are in the result
+        start = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - start
+    save_checkpoint(trainer.model, tokenizer, output_dir, extra=lambda folder: write_prm_config(folder, separator))
+    losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
+    return PRMTrainResult(steps=trainer.state.global_step, examples=len(rows), epochs=num_epochs, seconds=seconds,
+                          loss_history=losses)

@@ -1,0 +1,184 @@
+"""Process reward models: each format's scores equal a hand computation at its tags on a tiny model of that exact
+shape built here (no hub), bad PRM folders are one-line errors naming them, Monte Carlo labels on a stand-in policy
+whose success rates are known, and the trainer's labels sit on the separator tokens only."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+
+from rft_helpers.exceptions import ConfigError
+from rft_helpers.models import build_char_tokenizer, save_checkpoint
+from rft_helpers.prm import aggregate, detect_format, load_prm
+from rft_helpers.prm.labels import monte_carlo_labels
+from rft_helpers.prm.reward import PRMReward
+from rft_helpers.prm.training import IGNORED, tokenize, train_prm
+from rft_helpers.records import StepLabels, assistant, check_rows
+from rft_helpers.rewards import exact_answer
+from rft_helpers.sampling import Completion, SamplingEngine, SamplingParams
+
+PROMPT = [{"role": "user", "content": "59+63=?"}]
+STEPS = [["9+3=12", "5+6+1=12", "Answer: 122"], ["9+3=12", "Answer: 12"]]
+
+
+def tiny(folder, head: str = "token_classification", extra_tokens=(), labels: int = 2):
+    """A 1-layer Llama of the given kind with the character tokenizer (plus `extra_tokens`), saved to `folder`."""
+    from transformers import LlamaConfig, LlamaForCausalLM, LlamaForTokenClassification
+
+    tokenizer = build_char_tokenizer()
+    tokenizer.add_tokens(list(extra_tokens), special_tokens=True)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, pad_token_id=tokenizer.pad_token_id,
+                         num_labels=labels)
+    model = LlamaForTokenClassification(config) if head == "token_classification" else LlamaForCausalLM(config)
+    save_checkpoint(model.eval(), tokenizer, folder)
+    return folder, model.eval(), tokenizer
+
+
+def probabilities(model, ids: list[int]) -> torch.Tensor:
+    with torch.no_grad():
+        return model(input_ids=torch.tensor([ids])).logits[0]
+
+
+def test_aggregations():
+    assert [aggregate([0.9, 0.5, 0.8], how) for how in ("min", "prod", "last", "mean")] == pytest.approx(
+        [0.5, 0.36, 0.8, 2.2 / 3])
+    assert aggregate([], "min") is None
+    with pytest.raises(ValueError, match="unknown 'max'"):
+        aggregate([1.0], "max")
+
+
+def test_token_classification_reads_the_last_token_of_each_separator(tmp_path):
+    folder, model, tokenizer = tiny(tmp_path / "trl")
+    prm = load_prm(folder)
+    assert prm.format == detect_format(folder) == "token_classification"
+    scores = prm.score([PROMPT, PROMPT], STEPS)
+    for steps, got in zip(STEPS, scores):  # by hand: the whole text, the newline after each step
+        prompt_text = tokenizer.apply_chat_template(PROMPT, add_generation_prompt=True, tokenize=False)
+        ids = tokenizer(prompt_text + "".join(f"{s}\n" for s in steps), add_special_tokens=False)["input_ids"]
+        newline = tokenizer.convert_tokens_to_ids("\n")
+        positions = [i for i, t in enumerate(ids) if t == newline and i >= len(tokenizer(prompt_text)["input_ids"])]
+        expected = probabilities(model, ids).softmax(-1)[positions, 1]
+        assert got == pytest.approx(expected.tolist(), abs=1e-5)
+    assert prm.score([PROMPT], [STEPS[1]])[0] == pytest.approx(scores[1], abs=1e-5)  # padding changes nothing
+
+
+def test_qwen_format_reads_a_two_class_head_at_each_extra_0_tag(tmp_path):
+    folder, model, tokenizer = tiny(tmp_path / "qwen", extra_tokens=["<extra_0>"])
+    prm = load_prm(folder)
+    assert prm.format == "qwen"
+    (got,) = prm.score([PROMPT], [STEPS[0]])
+    text = tokenizer.apply_chat_template(PROMPT + [{"role": "assistant", "content": "<extra_0>".join(STEPS[0]) + "<extra_0>"}],
+                                         tokenize=False)
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    tag = tokenizer.convert_tokens_to_ids("<extra_0>")
+    expected = probabilities(model, ids).softmax(-1)[[i for i, t in enumerate(ids) if t == tag], 1]
+    assert len(got) == 3 and got == pytest.approx(expected.tolist(), abs=1e-5)
+
+
+def test_math_shepherd_compares_plus_and_minus_at_each_step_tag(tmp_path):
+    folder, model, tokenizer = tiny(tmp_path / "shepherd", head="causal", extra_tokens=["ки"])
+    prm = load_prm(folder)
+    assert prm.format == "math_shepherd"
+    (got,) = prm.score([PROMPT], [STEPS[0]])
+    ids = tokenizer("59+63=? 9+3=12 ки\n5+6+1=12 ки\nAnswer: 122 ки")["input_ids"]
+    tag, plus, minus = (tokenizer.convert_tokens_to_ids(t) for t in ("ки", "+", "-"))
+    logits = probabilities(model, ids)[[i for i, t in enumerate(ids) if t == tag]]
+    assert got == pytest.approx(logits[:, [plus, minus]].softmax(-1)[:, 0].tolist(), abs=1e-5)
+
+
+def test_what_is_not_a_prm_is_a_one_line_error_naming_the_path(tmp_path):
+    with pytest.raises(ConfigError, match=r"^prm.model: no such PRM folder: \./no/such/prm$"):
+        load_prm("./no/such/prm")
+    three, _, _ = tiny(tmp_path / "three", labels=3)
+    with pytest.raises(ConfigError, match=rf"^{three}: a PRM needs a head with 2 labels \(right/wrong\); this one has 3$"):
+        load_prm(three)
+    plain, _, _ = tiny(tmp_path / "plain", head="causal")
+    with pytest.raises(ConfigError, match=rf"^{plain}: not a process reward model: no two-label"):
+        load_prm(plain)
+    with pytest.raises(ConfigError, match=rf"^{plain}: the tokenizer has no token 'ки'"):
+        load_prm(plain, format="math_shepherd")
+    notag, _, _ = tiny(tmp_path / "notag")
+    with pytest.raises(ConfigError, match=rf"^{notag}: the tokenizer has no token '<extra_0>'"):
+        load_prm(notag, format="qwen")
+
+
+def test_a_prm_is_a_reward_with_trls_signature_and_pickles(tmp_path):
+    folder, _, _ = tiny(tmp_path / "trl")
+    reward = pickle.loads(pickle.dumps(PRMReward(folder, aggregation="last")))
+    completions = [assistant("\n".join(steps)) for steps in STEPS]
+    scores = reward(completions, prompts=[PROMPT, PROMPT])  # GRPO's keyword
+    assert scores == pytest.approx([s[-1] for s in load_prm(folder).score([PROMPT, PROMPT], STEPS)], abs=1e-5)
+    assert reward(completions, prompt=[PROMPT, PROMPT]) == pytest.approx(scores)  # the records' column
+    assert reward.__name__ == "prm" and pickle.dumps(reward)
+
+
+class KnownPolicy(SamplingEngine):
+    """Continues a prefix of k steps with exactly `successes[k]` right answers among its n continuations."""
+
+    name, Options = "known", None
+
+    def __init__(self, successes: dict[int, int]):
+        super().__init__("known")
+        self.successes, self.prompts = successes, []
+
+    @classmethod
+    def from_options(cls, model_path, options):
+        raise NotImplementedError
+
+    def _generate(self, prompts, params, progress):
+        self.prompts += prompts
+        out = []
+        for prompt in prompts:
+            right = self.successes[prompt[-1]["content"].count("\n")]
+            out.append([Completion("Answer: 122" if k < right else "Answer: 121", 10, 3, "stop")
+                        for k in range(params.n)])
+        return out
+
+
+def test_monte_carlo_labels_are_the_share_of_rollouts_that_reach_the_answer():
+    sample = {"id": "q1", "sample_index": 0, "prompt": PROMPT, "answer": "122",
+              "completion": assistant("9+3=12\n5+6+1=12\nAnswer: 122")}
+    wrong = sample | {"sample_index": 1, "completion": assistant("9+3=11\nAnswer: 111")}
+    policy = KnownPolicy({1: 3, 2: 4})  # after one step 3 of 4 rollouts succeed, after two all 4
+    rows, numbers = monte_carlo_labels(policy, [sample, wrong], exact_answer, "exact_answer",
+                                       SamplingParams(n=4, temperature=1.0), "\n")
+    assert [r["success"] for r in rows] == [[0.75, 1.0, 1.0], [0.75, 0.0]]  # the last step: the sample's outcome
+    assert [r["labels"] for r in rows] == [[True, True, True], [True, False]]
+    assert [p[-1] for p in policy.prompts] == [{"role": "assistant", "content": "9+3=12\n"},
+                                               {"role": "assistant", "content": "9+3=12\n5+6+1=12\n"},
+                                               {"role": "assistant", "content": "9+3=11\n"}]
+    assert numbers["prefixes"] == 3 and numbers["rollouts"] == 12 and numbers["rollout_tokens"] == 36
+    hard, _ = monte_carlo_labels(KnownPolicy({1: 1, 2: 0}), [sample], exact_answer, "exact_answer",
+                                 SamplingParams(n=4, temperature=1.0), "\n", hard=True)
+    assert hard[0]["labels"] == [True, False, True]  # hard: whether any rollout succeeded
+    check_rows([r | {"heldout": False} for r in rows], StepLabels, "prm_labels.jsonl")
+
+
+def test_the_trainer_labels_the_separator_tokens_only_and_keeps_soft_targets(tiny_model_dir):
+    from rft_helpers.models import load_tokenizer
+
+    tokenizer = load_tokenizer(tiny_model_dir)
+    row = {"prompt": PROMPT, "completions": STEPS[0], "labels": [True, False, True], "success": [0.75, 0.25, 1.0]}
+    features = tokenize(tokenizer, row, "\n", soft=True)
+    newline = tokenizer.convert_tokens_to_ids("\n")
+    labelled = [i for i, label in enumerate(features["labels"]) if label != IGNORED]
+    assert [features["input_ids"][i] for i in labelled] == [newline] * 3  # the last token of each separator
+    assert [features["labels"][i] for i in labelled] == [0.75, 0.25, 1.0]
+    assert set(features["labels"]) - {0.75, 0.25, 1.0} == {IGNORED}  # never cast: -100 is not a class
+    hard = tokenize(tokenizer, row, "\n", soft=False)
+    assert [hard["labels"][i] for i in labelled] == [1.0, 0.0, 1.0]
+
+
+def test_a_trained_prm_tells_right_steps_from_wrong_ones_and_loads_by_itself(tiny_model_dir, tmp_path):
+    rows = [{"prompt": PROMPT, "completions": [good, "7+1=8", bad], "labels": [True, True, False],
+             "success": [1.0, 1.0, 0.0]} for good, bad in [("9+3=12", "9+3=13"), ("2+2=4", "2+2=5"), ("5+5=10", "5+5=11")]]
+    result = train_prm(tiny_model_dir, rows * 8, tmp_path / "prm", learning_rate=3e-3, num_epochs=20, batch_size=8)
+    assert result.loss_history[-1] < result.loss_history[0] and result.summary["examples"] == 24
+    prm = load_prm(tmp_path / "prm")
+    assert prm.format == "token_classification" and (tmp_path / "prm" / "prm_config.json").exists()
+    scores = prm.score([PROMPT] * 3, [r["completions"] for r in rows])
+    assert all(s[0] > 0.5 > s[2] for s in scores)
