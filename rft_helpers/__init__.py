@@ -7,7 +7,8 @@ tests/test_layers.py reads this list and checks every import in the package, tho
 2. config, recipes: every setting, typed and described once, with the stage configs; reading a recipe
 3. records, tasks, steps, data, models, gguf_models, rewards, sampling, prm: record formats, tasks, steps,
    models, rewards, sampling engines, process reward models
-4. filters, train, launch, evaluate, run: the work on rows and checkpoints; the run folder and run.json
+4. search, filters, train, launch, evaluate, run: search strategies; the work on rows and checkpoints; the run
+   folder and run.json
 5. stages, preflight: one module per stage, the steps its notebook calls; the checks before a run starts
 6. pipeline: papermill runs the stage notebooks, iteration by iteration, and resumes
 7. cli, report: the `rft` command; the tables and plots the notebooks show

@@ -121,6 +121,32 @@ class TaskConfig(_Strict):
 
 
 # -------------------------------------------------------------------------------------------- sampling
+def needs_prm(strategy: str, mcts_value: str = "prm", outcome_known: bool = True) -> bool:
+    """Whether a search strategy cannot run without a PRM: all but majority, and MCTS unless its values come
+    from rollouts judged against a known reference answer (training questions, not test ones)."""
+    if strategy == "mcts":
+        return mcts_value != "rollout" or not outcome_known
+    return strategy in ("best_of_n", "weighted_best_of_n", "beam_search", "dvts")
+
+
+class SearchConfig(_Strict):
+    """Settings of the search strategies (rft_helpers/search), named as search-and-learn names them. N is the
+    section's `n`; steps end at task.step_separator."""
+
+    beam_width: int = Field(4, gt=0, description="M: beam search keeps N/M beams and expands each M ways; DVTS "
+                                                 "runs N/M subtrees, each keeping its best of M per step")
+    max_steps: int = Field(40, gt=0, description="steps before the open beams run to the end of their answers")
+    lookahead: int = Field(0, ge=0, description="greedy steps taken past a candidate to score it (ranking only)")
+    aggregation: Literal["min", "prod", "last", "mean"] = Field(
+        "last", description="how a candidate's step scores make the number it is ranked by")
+    mcts_simulations: int = Field(16, gt=0, description="mcts: selections per question")
+    mcts_width: int = Field(4, gt=0, description="mcts: children per expansion")
+    mcts_c_puct: float = Field(2.0, ge=0, description="mcts: PUCT exploration constant (rStar-Math's 2)")
+    mcts_value: Literal["prm", "rollout", "both"] = Field(
+        "prm", description="mcts: a new node's value from the PRM, from one rollout judged by the outcome reward "
+                           "(training questions only; the PRM at test time), or their mean")
+
+
 class SampleConfig(_Strict):
     """01_sample: k completions per training question."""
 
@@ -130,7 +156,11 @@ class SampleConfig(_Strict):
                     "`vllm:`; openai: an endpoint, see `openai:`)"
     )
     num_questions: int | None = Field(None, gt=0, description="questions sampled per iteration (None: all of train)")
-    n: int = Field(8, gt=0, description="completions per question")
+    strategy: Literal["sample", "best_of_n", "weighted_best_of_n", "beam_search", "dvts", "mcts"] = Field(
+        "sample", description="sample: n completions per question; else a search (see `search`) whose solutions "
+                              "are the samples (with prm.model trained: plain sampling until a PRM exists)")
+    search: SearchConfig = Field(default_factory=SearchConfig, description="the search strategies' settings")
+    n: int = Field(8, gt=0, description="completions per question (a search's N)")
     temperature: Annotated[float, Field(ge=0.0)] | Literal["auto"] = Field(
         1.0, description="0 means greedy; auto: chosen each iteration by B-STaR's balance score (see auto_*)"
     )
@@ -202,6 +232,9 @@ class FilterConfig(_Strict):
     max_completion_tokens: int | None = Field(None, gt=0, description="drop longer completions (None: no limit)")
     drop_truncated: bool = Field(False, description="drop completions cut off at sample.max_new_tokens")
     pairs_per_question: int = Field(2, gt=0, description="DPO pairs per question: a kept sample against a wrong one")
+    step_pairs: bool = Field(
+        False, description="with sample.strategy mcts: add MCTS's step-level pairs to the DPO pairs (after a shared "
+                           "prefix, a step whose backed-up value is at least 0.5 above its sibling's)")
     prm: bool = Field(False, description="score every sample's steps with the run's PRM (the prm section), rank by it "
                                          "under max_per_question and pair by it for DPO")
     prm_threshold: float | None = Field(
@@ -304,6 +337,9 @@ class PRMConfig(_Strict):
         "once", description="trained: in iteration 1 only, or every iteration (the PRM follows the policy)"
     )
     samples: int = Field(1000, gt=0, description="trained: samples of the iteration whose steps are labelled")
+    labels_from: Literal["rollouts", "search"] = Field(
+        "rollouts", description="trained: Monte Carlo rollouts from each step's prefix, or the step values MCTS "
+                                "backed up while sampling (sample.strategy: mcts; no extra rollouts)")
     rollouts: int = Field(4, gt=0, description="trained: continuations per step prefix")
     temperature: float = Field(0.7, gt=0, description="trained: temperature of the rollouts")
     labels: Literal["soft", "hard"] = Field(
@@ -350,6 +386,12 @@ class EvalConfig(_Strict):
     num_questions: int | None = Field(None, gt=0, description="test questions evaluated (None: all)")
     max_new_tokens: int = Field(64, gt=0, description="longest answer, in tokens")
     batch_size: int = Field(128, gt=0, description="prompts per generate call")
+    strategy: Literal["greedy", "majority", "best_of_n", "weighted_best_of_n", "beam_search", "dvts", "mcts"] = Field(
+        "greedy", description="how a test answer is chosen: one greedy answer, the majority of n sampled ones, or a "
+                              "search guided by the PRM (test-time compute; with prm.model trained: greedy until a "
+                              "PRM exists)")
+    n: int = Field(4, gt=0, description="majority and search: answers (N) per test question")
+    search: SearchConfig = Field(default_factory=SearchConfig, description="the search strategies' settings")
     samples: int = Field(0, ge=0, description="sampled answers per test question, for maj@k and pass@k (0: greedy only)")
     temperature: float = Field(0.7, gt=0, description="temperature of those samples")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus mass of those samples")
@@ -364,8 +406,10 @@ class SampleStageConfig(SampleConfig):
     vllm: VLLMConfig = Field(default_factory=VLLMConfig, description="engine vllm: the recipe's vllm section")
     openai: OpenAIConfig = Field(default_factory=OpenAIConfig, description="engine openai: the recipe's openai section")
     filter: FilterConfig = Field(
-        default_factory=FilterConfig, description="temperature auto: the filter the probe scores with"
+        default_factory=FilterConfig, description="temperature auto: the filter the probe scores with; mcts "
+                                                  "rollouts: the reward that judges them"
     )
+    prm_model: PRMConfig = Field(default_factory=PRMConfig, description="a search strategy: the prm section")
 
 
 class PRMStageConfig(PRMConfig):
@@ -399,6 +443,7 @@ class EvalStageConfig(EvalConfig):
     """All that 05_evaluate reads: the eval section, its reward resolved, and the vLLM engine's settings."""
 
     vllm: VLLMConfig = Field(default_factory=VLLMConfig, description="engine vllm: the recipe's vllm section")
+    prm_model: PRMConfig = Field(default_factory=PRMConfig, description="a search strategy: the prm section")
 
 
 STAGE_CONFIGS: dict[str, type[BaseModel]] = {
@@ -484,6 +529,21 @@ class RunConfig(_Strict):
             if (config.filter.prm or config.train.prm_weight) and self.prm.model is None:
                 used = "filter.prm" if config.filter.prm else "train.prm_weight"
                 raise ValueError(f"{used}: the run has no PRM{at}; set prm.model (trained, or a PRM folder or hub id)")
+            for name, section in (("sample", config.sample), ("eval", config.eval)):
+                strategy = section.strategy
+                if strategy in ("beam_search", "dvts") and section.n % section.search.beam_width:
+                    raise ValueError(f"{name}.n: {section.n} is not a multiple of {name}.search.beam_width="
+                                     f"{section.search.beam_width}{at}: {strategy} keeps N/M beams")
+                if needs_prm(strategy, section.search.mcts_value, name == "sample") and self.prm.model is None:
+                    raise ValueError(f"{name}.strategy: {strategy} is guided by a PRM but the run has none{at}; set "
+                                     "prm.model (trained, or a PRM folder or hub id)"
+                                     + (" or search.mcts_value: rollout" if strategy == "mcts" and name == "sample"
+                                        else ""))
+            if self.prm.trained and self.prm.labels_from == "search" and (
+                    config.sample.strategy != "mcts" or iteration == 1 and config.sample.search.mcts_value != "rollout"):
+                raise ValueError("prm.labels_from: search takes the step values MCTS backs up from its rollouts, so "
+                                 "sample.strategy must be mcts with sample.search.mcts_value: rollout (before a PRM "
+                                 f"exists){at}; or set prm.labels_from: rollouts")
             if self.prm.trained and iteration == 1 and config.train.algorithm == "grpo":
                 raise ValueError("prm.model: trained learns from iteration 1's samples, but train.algorithm grpo "
                                  "samples inside its trainer there; train SFT or DPO in iteration 1")

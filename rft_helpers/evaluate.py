@@ -6,12 +6,12 @@ a custom reward judges the test answers exactly as it judges the training sample
 
 from __future__ import annotations
 
-from collections import Counter
 from math import comb
 
 from .data import build_prompt
 from .records import GROUP_FIELDS, assistant, group_fields
-from .rewards import RewardFn, are_equivalent, extract_answer, score_rows
+from .rewards import RewardFn, extract_answer, score_rows
+from .rewards.voting import majority_votes
 from .sampling import SamplingEngine, SamplingParams, encode_chat
 
 CORRECT_AT = 1.0  # the reward an answer needs to count as correct
@@ -112,29 +112,6 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 def majority_vote(answers: list[str | None]) -> str | None:
     """The most common extracted answer, equivalent forms voting together (see `majority_votes`)."""
     return majority_votes([answers])[0]
-
-
-def majority_votes(answer_lists: list[list[str | None]]) -> list[str | None]:
-    """Per question, the most common extracted answer, where equivalent forms (`1/2`, `0.5`, `\\frac{1}{2}`) vote
-    together: the distinct answers of each question are compared pairwise by the answer checker, in one batch for
-    all questions. The winner is its group's most common form; ties go to the group seen first; None answers do
-    not vote."""
-    distinct = [list(dict.fromkeys(a for a in answers if a is not None)) for answers in answer_lists]
-    pairs = [(a, b) for forms in distinct for i, a in enumerate(forms) for b in forms[i + 1:]]
-    same = set(p for p, equal in zip(pairs, are_equivalent([a for a, _ in pairs], [b for _, b in pairs])) if equal)
-    winners = []
-    for answers, forms in zip(answer_lists, distinct):
-        votes = Counter(a for a in answers if a is not None)
-        groups: list[list[str]] = []
-        for form in forms:  # first-seen order
-            group = next((g for g in groups if (g[0], form) in same), None)
-            if group is None:
-                groups.append([form])
-            else:
-                group.append(form)
-        best = max(groups, key=lambda g: sum(votes[f] for f in g), default=None)
-        winners.append(max(best, key=lambda f: votes[f]) if best else None)
-    return winners
 
 
 def solution_loss(model, tokenizer, rows: list[dict], system_prompt: str | None, batch_size: int = 16) -> float | None:

@@ -161,6 +161,37 @@ def plot_roc(curves: dict, ax=None):
     return ax
 
 
+def plot_test_time_compute(results: dict, title: str = "test-time compute", ax=None):
+    """Accuracy against generated tokens per strategy ({strategy: {N: {"accuracy", "tokens"}}}, as
+    bench/test_time_compute.py prints): the strategy above the others at equal tokens wins."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(6, 4))[1]
+    for strategy, by_n in results.items():
+        points = sorted((v["tokens"], v["accuracy"], n) for n, v in by_n.items())
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=strategy.replace("_", " "))
+        for tokens, accuracy, n in points:
+            ax.annotate(f"N={n}", (tokens, accuracy), fontsize=7, textcoords="offset points", xytext=(3, 3))
+    ax.set(xscale="log", xlabel="generated tokens (all candidates)", ylabel="accuracy", title=title)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def search_summary(run: Run) -> pd.DataFrame:
+    """Per iteration, the sample and evaluate strategies and what their searches spent (tokens, PRM calls)."""
+    rows = []
+    for iteration in range(run.config.iterations + 1):
+        m = run.metrics(iteration)
+        sampling, evaluation = m.get("sampling", {}), m.get("eval", {})
+        rows.append({"iteration": iteration, "sample_strategy": sampling.get("strategy"),
+                     "sample_tokens": sampled_tokens(m),
+                     "sample_prm_calls": sampling.get("search", {}).get("prm_calls"),
+                     "eval_strategy": evaluation.get("strategy"), "accuracy": evaluation.get("accuracy"),
+                     "eval_tokens": evaluation.get("search", {}).get("tokens"),
+                     "eval_prm_calls": evaluation.get("search", {}).get("prm_calls")})
+    return pd.DataFrame(rows)
+
+
 def run_summary(run: Run) -> pd.DataFrame:
     """One row per finished iteration: accuracy (RFT and baseline), kept ratio, sample counts, seconds."""
     rows = []
@@ -322,12 +353,20 @@ def compare_runs(run_dirs: list[str | Path]) -> pd.DataFrame:
         stages = run.state()["stages"]
         rows.append({
             "run": run.dir.name, "algorithm": train.algorithm, "method": train.method,
+            "strategy": run.config.sample.strategy,
             **{f"acc_iter_{int(i):02d}": acc for i, acc in zip(summary["iteration"], summary["accuracy"])},
             "gain": summary["accuracy"].iloc[-1] - summary["accuracy"].iloc[0],
             "samples_drawn": int(summary["samples"].fillna(0).sum()),
+            "sample_tokens": sum(sampled_tokens(run.metrics(i)) for i in range(1, run.config.iterations + 1)),
             "minutes": round(sum(s.get("seconds", 0) for s in stages.values()) / 60, 1),
         })
     return pd.DataFrame(rows)
+
+
+def sampled_tokens(metrics: dict) -> int:
+    """The tokens an iteration's sample stage generated: a search's every candidate, or the samples'."""
+    sampling = metrics.get("sampling", {})
+    return int(sampling.get("search", {}).get("tokens", sampling.get("completion_tokens", 0)) or 0)
 
 
 def hand_runs(run: Run) -> pd.DataFrame:

@@ -33,8 +33,8 @@ def test_a_recipe_shipped_with_the_package_is_found_from_any_folder(tmp_path, mo
     assert "ok (run demo, 3 iterations" in capsys.readouterr().out
     assert main(["validate", "params/nope.yaml"]) == 2
     assert capsys.readouterr().err.strip() == (
-        "error: params/nope.yaml: params file not found (recipes shipped with rft: demo, gsm8k_tiny, "
-        "llama31_8b_math, qwen25_math_7b_math, smoke, smollm2_arithmetic)")
+        "error: params/nope.yaml: params file not found (recipes shipped with rft: "
+        + ", ".join(sorted(p.stem for p in (ROOT / "params").glob("*.yaml"))) + ")")
 
 
 def test_status_of_a_missing_run_is_one_line_error(tmp_path, capsys):

@@ -139,7 +139,8 @@ def test_failed_stage_keeps_partial_notebook_and_reruns_on_resume(fast_config, t
 
 def test_undeclared_parameters_are_refused(fast_config, tmp_path):
     notebooks = fixture_notebooks(tmp_path / "nb", declare_all=False)
-    with pytest.raises(ConfigError, match=r"01_sample.ipynb: parameters \['n'\] are not declared"):
+    # iteration 0 runs first, and its 05_evaluate takes `n` too (majority and search answers)
+    with pytest.raises(ConfigError, match=r"05_evaluate.ipynb: parameters \['n'\] are not declared"):
         run_pipeline(fast_config, tmp_path / "run", notebooks_dir=notebooks, log=lambda m: None)
 
 

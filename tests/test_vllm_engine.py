@@ -53,6 +53,21 @@ def test_recipe_stages_through_vllm_match_transformers(tmp_path, smollm2_dir):
     assert by_vllm["accuracy"] == by_hf["accuracy"]
 
 
+@pytest.mark.slow
+def test_vllm_says_which_stop_string_ended_a_step(smollm2_dir):
+    """Search continues a candidate whose step ended at the separator and finishes one that ended otherwise:
+    vLLM's stop_reason tells them apart."""
+    from rft_helpers.sampling import get_engine
+
+    engine = get_engine("vllm", smollm2_dir, dtype="float32", enforce_eager=True, max_model_len=256, kv_cache_gib=1)
+    prompt = [{"role": "user", "content": "Write the numbers 1 to 5, one per line."}]
+    (completions,) = engine.generate([prompt], SamplingParams(n=4, temperature=0.7, max_new_tokens=24, stop=("\n",)))
+    engine.close()
+    assert all("\n" not in c.text for c in completions)
+    assert any(c.stop_string == "\n" for c in completions)
+    assert all(c.stop_string in ("\n", None) for c in completions)
+
+
 class FakeLLM:
     """Stands in for vllm.LLM where a GPU is needed: records the constructor and generate calls."""
 
@@ -66,7 +81,7 @@ class FakeLLM:
         from types import SimpleNamespace
 
         def output(params):
-            return SimpleNamespace(text="42", token_ids=[1, 2], finish_reason="stop")
+            return SimpleNamespace(text="42", token_ids=[1, 2], finish_reason="stop", stop_reason=None)
 
         return [SimpleNamespace(outputs=[output(s) for _ in range(s.n)]) for s in sampling]
 

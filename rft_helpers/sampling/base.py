@@ -40,6 +40,7 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str  # "stop" (end of turn or stop string) or "length"
+    stop_string: str | None = None  # the stop string that ended it (None: end of turn, length, or not reported)
 
 
 class SamplingEngine(ABC):

@@ -123,10 +123,13 @@ class TransformersEngine(SamplingEngine):
             while seq and seq[-1] == tok.pad_token_id:
                 seq = seq[:-1]
         text = tok.decode(seq, skip_special_tokens=True)
-        for stop in params.stop:
-            if stop in text:
-                text, finish = text[: text.index(stop)], "stop"
-        return Completion(text=text, prompt_tokens=prompt_len, completion_tokens=len(seq), finish_reason=finish)
+        stopped_at = None
+        cuts = [(text.index(stop), stop) for stop in params.stop if stop in text]
+        if cuts:  # the earliest stop string ends it
+            at, stopped_at = min(cuts)
+            text, finish = text[:at], "stop"
+        return Completion(text=text, prompt_tokens=prompt_len, completion_tokens=len(seq), finish_reason=finish,
+                          stop_string=stopped_at)
 
 
 class InverseCDFSampler(LogitsProcessor):

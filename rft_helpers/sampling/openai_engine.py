@@ -90,8 +90,15 @@ class OpenAIEngine(SamplingEngine):
         shares = [total // len(choices) + (i < total % len(choices)) for i in range(len(choices))]
         completions = [
             Completion(text=c.message.content or "", prompt_tokens=prompt_tokens, completion_tokens=share,
-                       finish_reason="length" if c.finish_reason == "length" else "stop")
+                       finish_reason="length" if c.finish_reason == "length" else "stop",
+                       stop_string=matched_stop(c))
             for c, share in zip(choices, shares)
         ]
         return completions
 
+
+def matched_stop(choice) -> str | None:
+    """The stop string that ended a choice: vLLM's server reports it as `stop_reason`, beyond the OpenAI schema
+    (None there for an end of turn, and from servers that do not report it)."""
+    reason = getattr(choice, "stop_reason", None)
+    return reason if isinstance(reason, str) else None

@@ -100,7 +100,9 @@ class VLLMEngine(SamplingEngine):
         results = self.llm.generate(requests, sampling, use_tqdm=progress, lora_request=self.lora_request)
         return [
             [Completion(text=o.text, prompt_tokens=len(ids), completion_tokens=len(o.token_ids),
-                        finish_reason="stop" if o.finish_reason == "stop" else "length") for o in result.outputs]
+                        finish_reason="stop" if o.finish_reason == "stop" else "length",
+                        stop_string=o.stop_reason if isinstance(o.stop_reason, str) else None)
+             for o in result.outputs]
             for ids, result in zip(encoded, results)
         ]
 

@@ -1,14 +1,16 @@
-"""What the stage modules share: the questions an iteration samples, an engine opened from a stage config, and the
-process check of the generated tasks (measured, never used to train or filter)."""
+"""What the stage modules share: the questions an iteration samples, an engine opened from a stage config, the
+search a stage runs, and the process check of the generated tasks (measured, never used to train or filter)."""
 
 from __future__ import annotations
 
 import random
 
-from ..config import OpenAIConfig, VLLMConfig
+from ..config import EvalConfig, OpenAIConfig, PRMConfig, SampleConfig, VLLMConfig
 from ..data import load_split
+from ..prm import ProcessRewardModel, load_prm
 from ..run import Run
 from ..sampling import SamplingEngine, get_engine, resolve_engine
+from ..search import SearchSettings, needs_prm
 from ..steps import process_correct, split_steps
 
 
@@ -46,3 +48,27 @@ def check_process(references: dict[str, list[str]] | None, row_id: str, text: st
     if references is None or row_id not in references:
         return None
     return process_correct(split_steps(text, separator), references[row_id])
+
+
+# ------------------------------------------------------------------------------------------------- search
+def search_plan(run: Run, iteration: int, strategy: str, prm: PRMConfig, mcts_value: str = "prm",
+                outcome_known: bool = True) -> tuple[str, str | None]:
+    """The strategy a stage runs and the PRM it loads: with prm.model trained, a strategy that needs a PRM falls
+    back to plain sampling (the sample stage) or greedy answers (evaluation) until one is trained."""
+    if not needs_prm(strategy, mcts_value, outcome_known):  # plain sampling, greedy, majority, MCTS by rollouts
+        return strategy, None
+    path = run.prm_model(iteration)
+    if path is None:
+        return ("sample" if outcome_known else "greedy"), None
+    return strategy, path
+
+
+def open_prm(path: str | None, prm: PRMConfig) -> ProcessRewardModel | None:
+    return None if path is None else load_prm(path, prm.format, batch_size=prm.score_batch_size)
+
+
+def search_settings(section: SampleConfig | EvalConfig, run: Run, temperature: float, seed: int) -> SearchSettings:
+    """A section's search settings (its n, temperature, top_p, lengths and `search` block) for one search."""
+    return SearchSettings(n=section.n, temperature=temperature, top_p=section.top_p,
+                          max_new_tokens=section.max_new_tokens, separator=run.config.task.step_separator,
+                          seed=seed, **section.search.model_dump())

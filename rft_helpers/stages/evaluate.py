@@ -6,7 +6,9 @@ The notebook calls these steps in order (`run_stage` calls them all):
 1. `test_questions`: the first `num_questions` test questions.
 2. `models_to_evaluate`: this iteration's checkpoint (or the newest before it) and the baseline's.
 3. `evaluate_models`: each model answers, judged by `reward` -> predictions*.jsonl and metrics.json; for the
-   generated tasks, `process_accuracy` too: the share of right answers whose every step is right.
+   generated tasks, `process_accuracy` too: the share of right answers whose every step is right. With a
+   `strategy` other than greedy (majority, best_of_n, beam_search, dvts, mcts: test-time compute), the answer
+   is the one the strategy chooses among its N, and metrics.json records what it spent.
 4. `record`: the best checkpoint so far (run.json's "best", DIR/best_checkpoint); iteration 0's numbers are the
    baseline's too (both start from the same model).
 """
@@ -21,11 +23,15 @@ from ..evaluate import (accuracy_summary, greedy_predictions, process_accuracy, 
                         solution_loss)
 from ..io import write_jsonl
 from ..models import load_model, load_tokenizer
-from ..records import completion_text
-from ..rewards import RewardFn, get_reward
+from ..records import completion_text, group_fields
+from ..data import build_prompt
+from ..records import assistant
+from ..rewards import RewardFn, extract_answer, get_reward
 from ..run import Run
 from ..sampling import SamplingEngine, SamplingParams
-from .common import check_process, engine_from_settings, reference_steps
+from ..search import run_search
+from ..evaluate import is_correct, judge
+from .common import check_process, engine_from_settings, open_prm, reference_steps, search_plan, search_settings
 
 
 def test_questions(run: Run, config: EvalStageConfig) -> list[dict]:
@@ -68,13 +74,19 @@ def answer_test_set(run: Run, iteration: int, config: EvalStageConfig, engine: S
     """Greedy pass@1 and, with `samples`, maj@k and pass@k of one model -> {prefix}predictions.jsonl."""
     start = time.perf_counter()
     folder = run.iter_dir(iteration)
-    predictions = greedy_predictions(engine, test, run.system_prompt, config.max_new_tokens, reward, config.reward,
-                                     progress=progress)
+    strategy, prm_path = search_plan(run, iteration, config.strategy, config.prm_model, outcome_known=False)
+    searched = {}
+    if strategy == "greedy":
+        predictions = greedy_predictions(engine, test, run.system_prompt, config.max_new_tokens, reward, config.reward,
+                                         progress=progress)
+    else:
+        predictions, searched = search_predictions(run, iteration, config, engine, strategy, prm_path, test, reward)
     references, separator = reference_steps(run, "test"), run.config.task.step_separator
     predictions = [p | {"process_correct": check_process(references, p["id"], completion_text(p["completion"]),
                                                          separator)} for p in predictions]
     write_jsonl(folder / f"{prefix}predictions.jsonl", predictions)
-    summary = accuracy_summary(predictions) | process_accuracy(predictions) | {"model": engine.model_name}
+    summary = accuracy_summary(predictions) | process_accuracy(predictions) | {"model": engine.model_name,
+                                                                                "strategy": strategy} | searched
     if config.samples:
         params = SamplingParams(n=config.samples, temperature=config.temperature, top_p=config.top_p,
                                 max_new_tokens=config.max_new_tokens, seed=run.iteration_seed(iteration))
@@ -82,6 +94,24 @@ def answer_test_set(run: Run, iteration: int, config: EvalStageConfig, engine: S
         write_jsonl(folder / f"{prefix}sampled_predictions.jsonl", sampled)
         summary |= sampled_summary(sampled)
     return summary | {"seconds": round(time.perf_counter() - start, 2)}
+
+
+def search_predictions(run: Run, iteration: int, config: EvalStageConfig, engine: SamplingEngine, strategy: str,
+                       prm_path: str | None, test: list[dict], reward: RewardFn) -> tuple[list[dict], dict]:
+    """Each test question's answer as `strategy` chooses it among its N (no reference answer is used), judged by
+    `reward`; and {"search": what it spent, "n": N}."""
+    prompts = [build_prompt(r["question"], run.system_prompt) for r in test]
+    settings = search_settings(config, run, config.temperature, run.iteration_seed(iteration) + 4099)
+    results, compute = run_search(strategy, engine, open_prm(prm_path, config.prm_model), prompts, settings)
+    texts = [result.answer.text if result.answer else "" for result in results]
+    scores = judge([row | {"prompt": prompt} for row, prompt in zip(test, prompts)], texts, reward, config.reward)
+    predictions = [
+        {"id": row["id"], "question": row["question"], "answer": row["answer"], "completion": assistant(text),
+         "extracted_answer": extract_answer(text), "reward": score, "correct": is_correct(score),
+         "solutions": len(result.solutions), **group_fields(row)}
+        for row, text, score, result in zip(test, texts, scores, results)
+    ]
+    return predictions, {"n": config.n, "search": compute.as_record() | {"prm": prm_path}}
 
 
 def evaluate_second_set(run: Run, iteration: int, engine: SamplingEngine, model_path: str, config: EvalSetConfig,

@@ -17,9 +17,9 @@ from ..config import FilterStageConfig
 from ..exceptions import ConfigError
 from ..filters import (add_step_scores, apply_filters, build_pairs, build_train_set, filter_summary, process_summary,
                        score_samples)
-from ..io import write_jsonl
+from ..io import read_jsonl, write_jsonl
 from ..prm import load_prm
-from ..records import Sample, completion_text, read_records
+from ..records import Sample, assistant, completion_text, pair_record, read_records
 from ..rewards import get_reward
 from ..run import Run
 from ..steps import split_steps
@@ -57,14 +57,29 @@ def write_outputs(run: Run, iteration: int, config: FilterStageConfig, scored: l
     write_jsonl(folder / "scored.jsonl", scored)
     write_jsonl(folder / "train.jsonl", build_train_set(scored))
     pairs = build_pairs(scored, config.pairs_per_question, config.reward if config.prm else None)
+    step_pairs = search_step_pairs(run, iteration, scored) if config.step_pairs else []
+    pairs += step_pairs
     write_jsonl(folder / "pairs.jsonl", pairs)
     outcome_only = apply_filters(scored, config.model_copy(update={"prm": False})) if config.prm else None
     summary = filter_summary(scored, config.reward) | {"pairs": len(pairs)} | process_summary(scored, outcome_only)
+    if config.step_pairs:
+        summary["step_pairs"] = len(step_pairs)
     if config.prm:
         summary["prm_threshold"], summary["prm_model"] = config.prm_threshold, run.prm_model(iteration)
     run.update_metrics(iteration, "filter", summary, merge=False)
     run.finish_stage("filter", iteration)
     return summary
+
+
+def search_step_pairs(run: Run, iteration: int, scored: list[dict]) -> list[dict]:
+    """MCTS's step-level preferences (search_trees.jsonl) as DPO pairs: the question, then the shared prefix with
+    the better step against the prefix with the worse one (rStar-Math's per-step pairs)."""
+    path = run.iter_dir(iteration) / "search_trees.jsonl"
+    prompts = {row["id"]: row["prompt"] for row in scored}
+    trees = read_jsonl(path) if path.exists() else []
+    return [pair_record(tree["id"], prompts[tree["id"]], assistant(pair["prefix"] + pair["chosen"]),
+                        assistant(pair["prefix"] + pair["rejected"]))
+            for tree in trees if tree["id"] in prompts for pair in tree["pairs"]]
 
 
 def run_stage(run: Run, iteration: int, config: FilterStageConfig, progress: bool = True) -> list[dict]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from ..config import PRMStageConfig
 from ..evaluate import auroc, roc_curve
-from ..io import write_jsonl
+from ..io import read_jsonl, write_jsonl
 from ..prm import load_prm
 from ..prm.labels import monte_carlo_labels
 from ..prm.training import PRMTrainResult, train_prm
@@ -54,7 +54,10 @@ def choose_samples(run: Run, iteration: int, config: PRMStageConfig) -> LabelSet
 
 
 # ------------------------------------------------------------------------------------------------- 2. engine
-def open_engine(run: Run, iteration: int, config: PRMStageConfig) -> SamplingEngine:
+def open_engine(run: Run, iteration: int, config: PRMStageConfig) -> SamplingEngine | None:
+    """The policy's engine for the rollouts (None with labels_from search: the tree's values need none)."""
+    if config.labels_from == "search":
+        return None
     return engine_from_settings(config.sample.engine, run.policy_model(iteration), dtype=run.config.model.dtype,
                                 batch_size=config.sample.batch_size, seed=run.iteration_seed(iteration),
                                 vllm=config.vllm, openai=config.openai)
@@ -65,21 +68,38 @@ def label_steps(run: Run, iteration: int, config: PRMStageConfig, chosen: LabelS
                 progress: bool = True) -> list[dict]:
     """Monte Carlo labels for every chosen sample -> prm_labels.jsonl (records.StepLabels); closes the engine.
     The rollouts' tokens and seconds go to metrics.json (prm.rollouts)."""
-    params = SamplingParams(n=config.rollouts, temperature=config.temperature, top_p=config.sample.top_p,
-                            max_new_tokens=config.sample.max_new_tokens, seed=run.iteration_seed(iteration) + 31)
     samples = chosen.train + chosen.heldout
-    rows, numbers = monte_carlo_labels(engine, samples, get_reward(config.filter.reward), config.filter.reward,
-                                       params, run.config.task.step_separator, hard=config.labels == "hard",
-                                       progress=progress)
-    engine.close()
-    heldout = {(s["id"], s["sample_index"]) for s in chosen.heldout}
+    if config.labels_from == "search":
+        rows, numbers = search_labels(run, iteration, samples, hard=config.labels == "hard")
+    else:
+        params = SamplingParams(n=config.rollouts, temperature=config.temperature, top_p=config.sample.top_p,
+                                max_new_tokens=config.sample.max_new_tokens, seed=run.iteration_seed(iteration) + 31)
+        rows, numbers = monte_carlo_labels(engine, samples, get_reward(config.filter.reward), config.filter.reward,
+                                           params, run.config.task.step_separator, hard=config.labels == "hard",
+                                           progress=progress)
+        engine.close()
+    heldout = {s["id"] for s in chosen.heldout}  # whole questions are held out
     references = reference_steps(run, "train")
     for row in rows:
-        row["heldout"] = (row["id"], row["sample_index"]) in heldout
+        row["heldout"] = row["id"] in heldout
         row["truth"] = step_truth(row["completions"], references[row["id"]]) if references else None
     write_jsonl(run.iter_dir(iteration) / "prm_labels.jsonl", rows)
     run.update_metrics(iteration, "prm", {"rollouts": numbers}, merge=False)
     return rows
+
+
+def search_labels(run: Run, iteration: int, samples: list[dict], hard: bool) -> tuple[list[dict], dict]:
+    """Step labels from what MCTS backed up in 01_sample (search_trees.jsonl): each finished path of a chosen
+    sample's question, its steps labelled by their nodes' mean values (ReST-MCTS*'s inferred values), without
+    separate rollouts."""
+    trees = {t["id"]: t for t in read_jsonl(run.iter_dir(iteration) / "search_trees.jsonl")}
+    prompts = {s["id"]: s["prompt"] for s in samples}
+    rows = [{"id": qid, "sample_index": k, "prompt": prompt, "completions": path["steps"],
+             "labels": [v > 0 if hard else v >= 0.5 for v in path["step_values"]], "success": path["step_values"]}
+            for qid, prompt in prompts.items() if qid in trees
+            for k, path in enumerate(trees[qid]["paths"]) if path["steps"]]
+    return rows, {"samples": len(rows), "steps": sum(len(r["completions"]) for r in rows), "source": "search",
+                  "rollouts": 0, "rollout_tokens": 0}
 
 
 # -------------------------------------------------------------------------------------------------- 4. train

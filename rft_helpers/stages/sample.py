@@ -4,9 +4,12 @@ The notebook calls these steps in order (`run_stage` calls them all, for scripts
 
 1. `plan_chunks`: this iteration's questions in chunks of `chunk_questions`; chunks written before a crash are kept.
 2. `open_engine`: the sampling engine on the policy (with vLLM data parallel, the replicas open their own).
+   With a search `strategy` (best_of_n, beam_search, dvts, mcts, ...), `plan.strategy` says what runs: plain
+   sampling until the run has a PRM, when prm.model is trained.
 3. `choose_temperature`: with temperature auto, a probe on a few questions picks it (B-STaR).
 4. `sample_chunks`: every missing chunk, each written to samples.parts/ as it finishes (with the same seeds
-   whenever and wherever it runs, so a resumed stage gives what an uninterrupted one would).
+   whenever and wherever it runs, so a resumed stage gives what an uninterrupted one would). A search writes its
+   solutions as the samples, and its compute (and MCTS's tree values and step pairs) beside them.
 5. `write_samples`: the chunks joined into samples.jsonl, and the stage's numbers in metrics.json.
 """
 
@@ -23,13 +26,14 @@ from ..config import SampleStageConfig
 from ..data import build_prompt
 from ..filters import balance_score, score_samples
 from ..io import read_jsonl, write_jsonl
-from ..records import Sample, check_rows, sample_record
-from ..rewards import get_reward
+from ..prm import ProcessRewardModel
+from ..records import Sample, assistant, check_rows, sample_record
+from ..rewards import get_reward, score_rows
 from ..run import Run
 from ..sampling import SamplingEngine, SamplingParams, resolve_engine
 from ..sampling.data_parallel import is_moe, sample_data_parallel
-from .common import engine_from_settings
-from .common import questions_for
+from ..search import Compute, run_search
+from .common import engine_from_settings, open_prm, questions_for, search_plan, search_settings
 
 REPLICA_MODULE = "rft_helpers.stages.sample_replica"
 
@@ -43,13 +47,16 @@ class SamplePlan:
     todo: list[int]  # the chunks still to sample
     replicas: int  # processes sharing the chunks (vLLM data parallel), else 1
     auto_temperature: dict | None = None  # with temperature auto: the probe's scores and choice
+    strategy: str = "sample"  # what samples: plain sampling or a search strategy
+    prm: str | None = None  # the PRM a search is guided by
 
     @property
     def resumed_questions(self) -> int:
         return sum(len(chunk) for k, chunk in enumerate(self.chunks) if k not in self.todo)
 
     def summary(self) -> dict:
-        return {"model": self.model, "engine": self.engine, "questions": sum(map(len, self.chunks)),
+        return {"model": self.model, "engine": self.engine, "strategy": self.strategy, "prm": self.prm,
+                "questions": sum(map(len, self.chunks)),
                 "chunks": len(self.chunks), "chunks_to_sample": len(self.todo),
                 "resumed_questions": self.resumed_questions, "replicas": self.replicas}
 
@@ -78,9 +85,10 @@ def plan_chunks(run: Run, iteration: int, config: SampleStageConfig) -> SamplePl
     chunks = question_chunks(run, iteration, config)
     parts = [parts_dir(run, iteration) / f"{k:05d}.jsonl" for k in range(len(chunks))]
     engine = resolve_engine(config.engine)
+    strategy, prm = search_plan(run, iteration, config.strategy, config.prm_model, config.search.mcts_value)
     return SamplePlan(model=run.policy_model(iteration), engine=engine, chunks=chunks, parts=parts,
                       todo=[k for k, part in enumerate(parts) if not part.exists()],  # others: before a crash
-                      replicas=config.vllm.data_parallel_size if engine == "vllm" else 1)
+                      replicas=config.vllm.data_parallel_size if engine == "vllm" else 1, strategy=strategy, prm=prm)
 
 
 # ------------------------------------------------------------------------------------------- 2. engine
@@ -132,7 +140,8 @@ def sample_chunks(run: Run, iteration: int, config: SampleStageConfig, plan: Sam
             engine.close()  # the probe's engine frees its GPUs for the replicas
         return sample_on_replicas(run, iteration, config, plan, progress)
     start = time.perf_counter()
-    tokens = sum(sample_chunk(run, iteration, config, engine, k, plan.chunks[k], plan.parts[k], progress)
+    prm = open_prm(plan.prm, config.prm_model)
+    tokens = sum(sample_chunk(run, iteration, config, engine, k, plan.chunks[k], plan.parts[k], progress, prm)
                  for k in plan.todo)
     result = SamplingResult(tokens, time.perf_counter() - start, engine.model_name, engine.usage)
     engine.close()
@@ -152,14 +161,55 @@ def sample_on_replicas(run: Run, iteration: int, config: SampleStageConfig, plan
 
 
 def sample_chunk(run: Run, iteration: int, config: SampleStageConfig, engine: SamplingEngine, k: int,
-                 chunk: list[dict], path: Path, progress: bool) -> int:
+                 chunk: list[dict], path: Path, progress: bool, prm: ProcessRewardModel | None = None) -> int:
     """Sample chunk k (its seed depends on k only, so where and when it runs does not change it) and write it to
-    `path`; returns its completion tokens."""
+    `path`; returns the completion tokens generated (a search's pruned candidates included)."""
+    seed = run.iteration_seed(iteration) + 100_003 * k
+    strategy, prm_path = search_plan(run, iteration, config.strategy, config.prm_model, config.search.mcts_value)
+    if strategy != "sample":
+        prm = prm if prm is not None or prm_path is None else open_prm(prm_path, config.prm_model)
+        rows, compute, trees = search_rows(run, config, engine, prm, strategy, chunk, seed)
+        write_jsonl(search_path(path), [{"compute": compute.as_record(), "trees": trees}])
+        write_jsonl(path, rows)
+        return compute.tokens
     params = SamplingParams(n=config.n, temperature=config.temperature, top_p=config.top_p,
-                            max_new_tokens=config.max_new_tokens, seed=run.iteration_seed(iteration) + 100_003 * k)
+                            max_new_tokens=config.max_new_tokens, seed=seed)
     rows = sample_rows(engine, chunk, run.system_prompt, params, progress)
     write_jsonl(path, rows)
     return sum(r["completion_tokens"] for r in rows)
+
+
+def search_path(part: Path) -> Path:
+    """Where a chunk's search compute and trees are written, beside its samples."""
+    return part.with_name(part.stem + ".search.jsonl")
+
+
+def search_rows(run: Run, config: SampleStageConfig, engine: SamplingEngine, prm: ProcessRewardModel | None,
+                strategy: str, questions: list[dict], seed: int) -> tuple[list[dict], Compute, list[dict]]:
+    """A search's solutions to `questions` as records.Sample rows (their `sampling` says the strategy, the
+    solution's search score and whether the strategy chose it), its compute, and what MCTS's trees know."""
+    prompts = [build_prompt(q["question"], run.system_prompt) for q in questions]
+    reward = get_reward(config.filter.reward)
+
+    def outcome(index: int, text: str) -> float:  # MCTS rollouts, judged against the reference answer
+        row = {"id": questions[index]["id"], "prompt": prompts[index], "answer": questions[index]["answer"],
+               "completion": assistant(text)}
+        return score_rows([row], reward, config.filter.reward)[0] or 0.0
+
+    settings = search_settings(config, run, float(config.temperature), seed)
+    results, compute = run_search(strategy, engine, prm, prompts, settings, outcome)
+    sampling = {"strategy": strategy, "n": config.n, "temperature": settings.temperature, "top_p": config.top_p,
+                "max_new_tokens": config.max_new_tokens, "seed": seed, **config.search.model_dump(),
+                "engine": engine.name, "model": engine.model_name}
+    rows, trees = [], []
+    for question, prompt, result in zip(questions, prompts, results):
+        for index, (solution, value) in enumerate(zip(result.solutions, result.values)):
+            finish = "length" if solution.tokens >= config.max_new_tokens else "stop"
+            rows.append(sample_record(question, index, prompt, solution.text, solution.prompt_tokens, solution.tokens,
+                                      finish, sampling | {"search_score": value, "chosen": index == result.chosen}))
+        if result.info:
+            trees.append({"id": question["id"], **result.info})
+    return rows, compute, trees
 
 
 def sample_rows(engine: SamplingEngine, questions: list[dict], system_prompt: str | None, params: SamplingParams,
@@ -178,6 +228,9 @@ def write_samples(run: Run, iteration: int, config: SampleStageConfig, plan: Sam
     """Join the chunks into samples.jsonl (question order), remove samples.parts/, record the numbers."""
     rows = check_rows([row for path in plan.parts for row in read_jsonl(path)], Sample, parts_dir(run, iteration))
     write_jsonl(run.iter_dir(iteration) / "samples.jsonl", rows)
+    searched = [read_jsonl(search_path(path))[0] for path in plan.parts if search_path(path).exists()]
+    if any(s["trees"] for s in searched):
+        write_jsonl(run.iter_dir(iteration) / "search_trees.jsonl", [t for s in searched for t in s["trees"]])
     shutil.rmtree(parts_dir(run, iteration), ignore_errors=True)
     probe = plan.auto_temperature
     numbers = {
@@ -186,7 +239,13 @@ def write_samples(run: Run, iteration: int, config: SampleStageConfig, plan: Sam
         "tokens_per_s": round(result.completion_tokens / result.seconds, 1) if result.seconds else None,
         "seconds": round(result.seconds + (probe["seconds"] if probe else 0.0), 2), "engine": plan.engine,
         "temperature": config.temperature, "top_p": config.top_p, "n": config.n, "model": result.model_name,
+        "strategy": plan.strategy,
     }
+    if plan.strategy != config.strategy:
+        numbers["strategy_note"] = f"{config.strategy} needs a PRM: sampled plainly until one is trained"
+    if searched:  # every chunk's compute: generated tokens (pruned candidates too), PRM calls, seconds
+        numbers["search"] = {key: round(sum(s["compute"][key] for s in searched), 2) for key in searched[0]["compute"]}
+        numbers["search"]["prm"] = plan.prm
     if plan.resumed_questions:
         numbers["resumed_questions"] = plan.resumed_questions
     if probe:
