@@ -263,7 +263,25 @@ class LoraSettings(_Strict):
     )
 
 
-class TrainConfig(_Strict):
+LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+                 "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay")  # transformers' SchedulerType names
+
+
+class OptimizationSettings(_Strict):
+    """How the optimizer steps, for the RFT training and the warm-up alike (transformers' TrainingArguments)."""
+
+    lr_scheduler: Literal[LR_SCHEDULERS] = Field(
+        "linear", description="learning-rate schedule within a training call, as transformers names it (linear: "
+                              "decay to 0; constant: the rate as given)")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="share of the steps spent warming the rate up from 0")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    max_grad_norm: float = Field(1.0, ge=0, description="gradient clipping norm (0: no clipping)")
+    gradient_accumulation_steps: int = Field(
+        1, gt=0, description="batches whose gradients add up to one optimizer step: a step sees batch_size x this "
+                             "x num_processes sequences")
+
+
+class TrainConfig(OptimizationSettings):
     """04_train: SFT on the kept samples (completion-only loss), DPO on pairs of them, or on-policy GRPO."""
 
     algorithm: Literal["sft", "dpo", "grpo"] = Field(
@@ -285,10 +303,10 @@ class TrainConfig(_Strict):
     )
     method: Literal["full", "lora"] = Field("full", description="fine-tune every weight, or LoRA adapters (see lora)")
     lora: LoraSettings = Field(default_factory=LoraSettings, description="used when method is lora")
-    learning_rate: float = Field(5e-4, gt=0, description="peak learning rate (linear decay)")
+    learning_rate: float = Field(5e-4, gt=0, description="peak learning rate (then as lr_scheduler says)")
     num_epochs: float = Field(1.0, gt=0, description="passes over the kept samples")
     max_steps: int | None = Field(None, gt=0, description="cap on optimizer steps (None: set by num_epochs)")
-    batch_size: int = Field(32, gt=0, description="sequences per optimizer step")
+    batch_size: int = Field(32, gt=0, description="sequences per batch on each process (see gradient_accumulation_steps)")
     mix_seed: bool = Field(False, description="train on the seed set's reference solutions too (keeps the warm-up skills)")
     baseline: bool = Field(True, description="also train the baseline: plain SFT on the seed set, same number of steps")
     bf16: bool = Field(False, description="bf16 autocast over float32 weights (faster on GPUs and AVX-512 bf16 CPUs)")
@@ -302,6 +320,9 @@ class TrainConfig(_Strict):
     accelerate_config: str = Field(
         "ddp", description="with num_processes > 1: ddp, deepspeed_zero3, fsdp (params/accelerate/) or a config path"
     )
+    trainer_args: dict[str, Any] = Field(
+        default_factory=dict, description="any other field of the trainer's config (TRL's SFTConfig, DPOConfig or "
+                                          "GRPOConfig, as train.algorithm picks), e.g. {adam_beta2: 0.95}")
 
 
     @model_validator(mode="after")
@@ -312,7 +333,44 @@ class TrainConfig(_Strict):
         return self
 
 
-class WarmupConfig(_Strict):
+# Trainer fields the toolkit sets itself -> the setting to use instead (None: the toolkit's own business).
+OWNED_TRAINER_FIELDS = {
+    "output_dir": None, "logging_steps": None, "save_strategy": None, "report_to": None, "use_cpu": None,
+    "dataloader_num_workers": None, "ignore_data_skip": None, "optim": None, "seed": "seed",
+    "learning_rate": "train.learning_rate", "lr_scheduler_type": "train.lr_scheduler",
+    "warmup_steps": "train.warmup_ratio", "warmup_ratio": "train.warmup_ratio",
+    "per_device_train_batch_size": "train.batch_size", "num_train_epochs": "train.num_epochs",
+    "max_steps": "train.max_steps", "bf16": "train.bf16", "gradient_checkpointing": "train.gradient_checkpointing",
+    "weight_decay": "train.weight_decay", "max_grad_norm": "train.max_grad_norm",
+    "gradient_accumulation_steps": "train.gradient_accumulation_steps", "beta": "train.beta",
+    "num_generations": "sample.n", "max_completion_length": "sample.max_new_tokens",
+    "temperature": "sample.temperature", "top_p": "sample.top_p", "reward_weights": "train.prm_weight",
+    "rpo_alpha": "train.dpo_sft_weight", "padding_free": "train.batching", "group_by_length": "train.batching",
+}
+TRAINER_CONFIGS = {"sft": "SFTConfig", "dpo": "DPOConfig", "grpo": "GRPOConfig"}
+
+
+def check_trainer_args(trainer_args: dict, algorithm: str, at: str = "") -> None:
+    """Each key must be a field of the algorithm's TRL config that the toolkit does not set itself."""
+    if not trainer_args:
+        return
+    import dataclasses
+
+    import trl
+
+    config_class = getattr(trl, TRAINER_CONFIGS[algorithm])
+    fields = {f.name for f in dataclasses.fields(config_class)}
+    for key in trainer_args:
+        if key in OWNED_TRAINER_FIELDS:
+            instead = OWNED_TRAINER_FIELDS[key]
+            raise ValueError(f"train.trainer_args.{key}: set by the toolkit{at}" + (
+                f"; use {instead}" if instead else "; it cannot be changed"))
+        if key not in fields:
+            raise ValueError(f"train.trainer_args.{key}: not a field of trl.{config_class.__name__} "
+                             f"(train.algorithm {algorithm}){at}")
+
+
+class WarmupConfig(OptimizationSettings):
     """Iteration 0: a short SFT of all weights on the seed set, so the starting model is weak but not hopeless and
     the same for every training algorithm and method (0 steps: skip)."""
 
@@ -547,6 +605,7 @@ class RunConfig(_Strict):
             if self.prm.trained and iteration == 1 and config.train.algorithm == "grpo":
                 raise ValueError("prm.model: trained learns from iteration 1's samples, but train.algorithm grpo "
                                  "samples inside its trainer there; train SFT or DPO in iteration 1")
+            check_trainer_args(config.train.trainer_args, config.train.algorithm, at)
             if config.train.baseline and self.task.seed_size == 0:
                 raise ValueError(f"train.baseline: the baseline trains on the seed set, but task.seed_size is 0{at}; "
                                  "set task.seed_size or train.baseline: false")
@@ -583,6 +642,8 @@ class RunConfig(_Strict):
         if section == "train" and iteration == 0:
             own |= self.warmup.model_dump() | dict(algorithm="sft", method="full", init="base", mix_seed=False,
                                                    baseline=False)
+            if resolved.train.algorithm != "sft":  # the warm-up is SFT: DPO's or GRPO's own fields do not apply
+                own["trainer_args"] = {}
         if section == "eval":
             own["reward"] = own["reward"] or resolved.filter.reward
         stage_class = STAGE_CONFIGS[section]

@@ -202,6 +202,7 @@ def run_summary(run: Run) -> pd.DataFrame:
         rows.append({
             "iteration": iteration,
             "algorithm": m.get("train", {}).get("mode"),
+            "sequences_per_step": m.get("train", {}).get("sequences_per_step"),  # batch x accumulation x processes
             "accuracy": m["eval"]["accuracy"],
             "baseline_accuracy": m.get("baseline_eval", {}).get("accuracy"),
             "temperature": m.get("sampling", {}).get("temperature"),

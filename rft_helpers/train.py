@@ -42,6 +42,8 @@ class TrainResult:
     seconds: float
     loss_history: list[float] = field(default_factory=list)
     reward_history: list[float] = field(default_factory=list)  # GRPO: mean reward of each step's samples
+    learning_rates: list[float] = field(default_factory=list)  # the rate at each logged step
+    epochs: float | None = None  # passes over the records, as the trainer counts them
 
     @property
     def summary(self) -> dict:
@@ -149,13 +151,21 @@ def train(
     lora: LoraSettings | None = None,
     resume: bool = False,
     save_state: bool = False,
+    lr_scheduler: str = "linear",
+    warmup_ratio: float = 0.05,
+    weight_decay: float = 0.0,
+    max_grad_norm: float = 1.0,
+    gradient_accumulation_steps: int = 1,
+    user_trainer_args: dict | None = None,
 ) -> TrainResult:
     """Train the model at `model_path` with a TRL trainer on `records` and save model + tokenizer to `output_dir`;
     with `lora`, train adapters only (see `trainable_model`).
 
     `save_state` also saves the optimizer, scheduler, RNG and step count in `output_dir`. `resume` continues
     from the state saved with `model_path` (when there is one): the same Adam moments and step count, with the
-    learning-rate schedule stretched over the steps done and this call's. Steps and losses reported are this call's."""
+    learning-rate schedule stretched over the steps done and this call's. Steps and losses reported are this call's.
+    `user_trainer_args` are the recipe's own fields of the trainer's config (train.trainer_args, checked by
+    `rft validate`); they come last."""
     from datasets import Dataset
 
     tokenizer = load_tokenizer(model_path)
@@ -165,8 +175,11 @@ def train(
         args = config_class(
             output_dir=scratch,
             learning_rate=learning_rate,
-            lr_scheduler_type="linear",
-            warmup_steps=0.05,  # a fraction of the steps
+            lr_scheduler_type=lr_scheduler,
+            warmup_steps=warmup_ratio,  # below 1: a fraction of the steps
+            weight_decay=weight_decay,
+            max_grad_norm=max_grad_norm,
+            gradient_accumulation_steps=gradient_accumulation_steps,
             per_device_train_batch_size=batch_size,
             num_train_epochs=num_epochs,
             max_steps=max_steps or -1,
@@ -181,10 +194,11 @@ def train(
             dataloader_num_workers=0,
             ignore_data_skip=True,  # resumed on new data: start at its first batch
             **(({"max_length": getattr(model.config, "max_position_embeddings", None)}
-                if "max_length" in config_class.__dataclass_fields__ else {}) | (trainer_args or {})),
+                if "max_length" in config_class.__dataclass_fields__ else {}) | (trainer_args or {})
+               | (user_trainer_args or {})),
         )
         if previous_steps is not None:  # this call's steps come on top of the saved ones
-            per_step = batch_size * args.world_size  # one step takes a batch on every process
+            per_step = batch_size * args.world_size * gradient_accumulation_steps  # sequences per optimizer step
             args.max_steps = previous_steps + (max_steps or math.ceil(num_epochs * math.ceil(
                 len(records) * completions_per_record / per_step)))
         trainer = trainer_class(model=model, args=args, train_dataset=Dataset.from_list(records),
@@ -194,6 +208,8 @@ def train(
         seconds = time.perf_counter() - start
     first_step = previous_steps or 0
     losses = [log["loss"] for log in trainer.state.log_history if "loss" in log and log["step"] > first_step]
+    rates = [log["learning_rate"] for log in trainer.state.log_history
+             if "learning_rate" in log and log["step"] > first_step]
     steps = trainer.state.global_step - first_step
 
     def write_state(folder: Path) -> None:  # the files Trainer's resume_from_checkpoint reads, beside the weights
@@ -210,7 +226,7 @@ def train(
     logger.info("trained %d steps on %d records in %.1fs", steps, len(records), seconds)
     rewards = [log["reward"] for log in trainer.state.log_history if "reward" in log and log["step"] > first_step]
     return TrainResult(steps=steps, examples=len(records), seconds=seconds, loss_history=losses,
-                       reward_history=rewards)
+                       reward_history=rewards, learning_rates=rates, epochs=trainer.state.epoch)
 
 
 def save_distributed(trainer, tokenizer, output_dir: str | Path, merge_adapter: bool,

@@ -301,3 +301,80 @@ def test_grpo_takes_the_prm_as_a_second_reward_with_its_weight(tiny_model_dir, t
     assert result.steps == 2 and seen["reward_weights"] == [1.0, 0.5]
     assert [c[:3] for c in calls] == [("last", 8, True)] * 2  # every step's completions, with GRPO's prompts
     assert all(s is None or 0 <= s <= 1 for c in calls for s in c[3])
+
+
+# ------------------------------------------------------------------------- the optimizer settings of a recipe
+def _rates(tiny_model_dir, tmp_path, **settings):
+    return sft_train(tiny_model_dir, EXAMPLES, tmp_path / "ckpt", learning_rate=1e-3, batch_size=4, **settings)
+
+
+def test_a_constant_schedule_keeps_the_rate_and_cosine_follows_its_curve(tiny_model_dir, tmp_path):
+    import math
+
+    constant = _rates(tiny_model_dir, tmp_path, lr_scheduler="constant", warmup_ratio=0.0)
+    assert constant.steps == 4 and constant.learning_rates == pytest.approx([1e-3] * 4)
+    cosine = _rates(tiny_model_dir, tmp_path, lr_scheduler="cosine", warmup_ratio=0.0)
+    # the rate each of the 4 steps was taken with: lr * (1 + cos(pi * k / 4)) / 2, k = 0 .. 3
+    assert cosine.learning_rates == pytest.approx([1e-3 * (1 + math.cos(math.pi * k / 4)) / 2 for k in range(4)])
+    linear = _rates(tiny_model_dir, tmp_path)  # the default: 5% warm-up (one step here), then linear decay to 0
+    assert linear.learning_rates == pytest.approx([0.0, 1e-3, 2e-3 / 3, 1e-3 / 3])
+
+
+def test_accumulation_changes_the_optimizer_steps_not_the_examples_seen(tiny_model_dir, tmp_path):
+    plain = _rates(tiny_model_dir, tmp_path, num_epochs=1.0)
+    accumulated = _rates(tiny_model_dir, tmp_path, num_epochs=1.0, gradient_accumulation_steps=2)
+    assert (plain.steps, accumulated.steps) == (4, 2)  # 16 examples: 4 batches of 4, two per step
+    assert plain.epochs == accumulated.epochs == pytest.approx(1.0)
+
+
+def test_every_optimizer_setting_and_trainer_arg_reaches_the_trainer(tiny_model_dir, tmp_path):
+    from trl import SFTConfig
+
+    from rft_helpers.train import model_loss_sft_trainer, train
+
+    seen = []
+
+    class RecordingConfig(SFTConfig):
+        def __post_init__(self):
+            super().__post_init__()
+            seen.append(self)
+
+    records = [{"prompt": e["prompt"], "completion": e["completion"]} for e in EXAMPLES]
+    train(tiny_model_dir, records, tmp_path / "ckpt", RecordingConfig, model_loss_sft_trainer(), learning_rate=1e-3,
+          batch_size=4, max_steps=1, lr_scheduler="cosine_with_restarts", warmup_ratio=0.2, weight_decay=0.1,
+          max_grad_norm=0.3, gradient_accumulation_steps=2, user_trainer_args={"adam_beta2": 0.95})
+    (args,) = seen
+    assert (args.lr_scheduler_type, args.warmup_steps, args.weight_decay, args.max_grad_norm,
+            args.gradient_accumulation_steps, args.adam_beta2) == ("cosine_with_restarts", 0.2, 0.1, 0.3, 2, 0.95)
+
+
+@pytest.mark.parametrize("trainer_args, message", [
+    ({"adam_beta3": 0.9}, "train.trainer_args.adam_beta3: not a field of trl.SFTConfig"),
+    ({"output_dir": "x"}, "train.trainer_args.output_dir: set by the toolkit; it cannot be changed"),
+    ({"lr_scheduler_type": "cosine"}, "train.trainer_args.lr_scheduler_type: set by the toolkit; use train.lr_scheduler"),
+    ({"per_device_train_batch_size": 2}, "use train.batch_size"),
+])
+def test_validate_refuses_trainer_args_that_are_unknown_or_the_toolkits(smoke_config, trainer_args, message):
+    from pydantic import ValidationError
+
+    from rft_helpers.config import RunConfig
+
+    data = smoke_config.model_dump(exclude={"schedules"})
+    with pytest.raises(ValidationError, match=message):
+        RunConfig.model_validate(data | {"train": data["train"] | {"trainer_args": trainer_args}})
+    dpo = data | {"train": data["train"] | {"algorithm": "dpo", "trainer_args": {"loss_type": ["ipo"]}}}
+    assert RunConfig.model_validate(dpo).train.trainer_args == {"loss_type": ["ipo"]}  # a DPOConfig field
+
+
+def test_the_warmup_takes_its_own_schedule_and_the_trainer_args_of_sft_only(smoke_config):
+    from rft_helpers.config import RunConfig
+
+    data = smoke_config.model_dump(exclude={"schedules"})
+    config = RunConfig.model_validate(data | {
+        "warmup": data["warmup"] | {"lr_scheduler": "constant", "weight_decay": 0.01},
+        "train": data["train"] | {"lr_scheduler": "cosine", "gradient_accumulation_steps": 4,
+                                  "algorithm": "dpo", "trainer_args": {"loss_type": ["ipo"]}}})
+    warmup, rft = config.stage_config("train", 0), config.stage_config("train", 1)
+    assert (warmup.lr_scheduler, warmup.weight_decay, warmup.gradient_accumulation_steps) == ("constant", 0.01, 1)
+    assert warmup.trainer_args == {} and rft.trainer_args == {"loss_type": ["ipo"]}
+    assert (rft.lr_scheduler, rft.gradient_accumulation_steps) == ("cosine", 4)

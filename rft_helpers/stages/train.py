@@ -89,7 +89,10 @@ def training_options(run: Run, iteration: int, config: TrainStageConfig, max_ste
                 bf16=config.bf16, gradient_checkpointing=config.gradient_checkpointing,
                 lora=config.lora if config.method == "lora" else None, num_epochs=config.num_epochs,
                 max_steps=max_steps or config.max_steps, resume=config.init == "resume",
-                save_state=config.init == "resume")
+                save_state=config.init == "resume", lr_scheduler=config.lr_scheduler,
+                warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay,
+                max_grad_norm=config.max_grad_norm, gradient_accumulation_steps=config.gradient_accumulation_steps,
+                user_trainer_args=config.trainer_args)
 
 
 def call(config: TrainStageConfig, function: str, *args, **kwargs) -> TrainResult:
@@ -121,11 +124,16 @@ def record(run: Run, iteration: int, config: TrainStageConfig, data: TrainingDat
     else:
         summary = {"mode": "warmup" if iteration == 0 else data.algorithm, "method": config.method, "init": data.init}
         if data.algorithm == "grpo":
-            summary["samples_drawn"] = result.steps * config.batch_size  # completions GRPO generated
+            # completions GRPO generated: a batch per accumulation step
+            summary["samples_drawn"] = result.steps * config.batch_size * config.gradient_accumulation_steps
         elif data.algorithm == "sft" and iteration > 0:
             summary |= {"kept_examples": data.kept_examples, "seed_examples": len(data.records) - data.kept_examples}
         summary |= {**result.summary, "resumed_at_step": saved_steps(data.init) if config.init == "resume" else None,
-                    "loss_history": result.loss_history, "reward_history": result.reward_history}
+                    "loss_history": result.loss_history, "reward_history": result.reward_history,
+                    "learning_rates": result.learning_rates, "lr_scheduler": config.lr_scheduler,
+                    # what one optimizer step sees: a batch per process, accumulated
+                    "sequences_per_step": config.batch_size * config.gradient_accumulation_steps
+                    * config.num_processes}
         if baseline is not None:
             summary["baseline"] = baseline.summary
     run.update_metrics(iteration, "train", summary, merge=False)
