@@ -34,6 +34,13 @@ def greedy_predictions(engine: SamplingEngine, rows: list[dict], system_prompt: 
     prompts = [build_prompt(r["question"], system_prompt) for r in rows]
     params = SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens)
     texts = [completion.text for (completion,) in engine.generate(prompts, params, progress=progress)]
+    return judged_predictions(rows, prompts, texts, reward_fn, reward_name)
+
+
+def judged_predictions(rows: list[dict], prompts: list, texts: list[str], reward_fn: RewardFn,
+                       reward_name: str) -> list[dict]:
+    """One prediction record per test question from its answer text: the extracted answer, its reward and
+    whether it is correct (greedy answers, or the ones a search chose)."""
     scores = judge([row | {"prompt": prompt} for row, prompt in zip(rows, prompts)], texts, reward_fn, reward_name)
     return [
         {"id": row["id"], "question": row["question"], "answer": row["answer"], "completion": assistant(text),

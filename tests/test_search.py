@@ -133,8 +133,11 @@ def test_mcts_backs_up_rollout_outcomes_and_emits_step_values_and_pairs():
     tree = {"": ["r\n", "w\n"], "r\n": ["Answer: 1"], "w\n": ["Answer: 2"]}
     policy = ScriptedPolicy(tree)
 
-    def outcome(question, text):
-        return exact_answer([assistant(text)], answer=["1"])[0]
+    def outcome(questions, texts):  # one call per batch of rollouts
+        calls.append(len(texts))
+        return exact_answer([assistant(text) for text in texts], answer=["1"] * len(texts))
+
+    calls = []
 
     (result,), compute = run_search("mcts", policy, None, [PROMPT],
                                     settings(mcts_simulations=1, mcts_width=2, mcts_value="rollout"), outcome=outcome)
@@ -142,6 +145,7 @@ def test_mcts_backs_up_rollout_outcomes_and_emits_step_values_and_pairs():
     assert result.info["pairs"] == [{"prefix": "", "chosen": "r\n", "rejected": "w\n", "margin": 1.0}]
     assert sorted(s.text for s in result.solutions) == ["r\nAnswer: 1", "w\nAnswer: 2"]  # the rollouts
     assert compute.tokens == policy.usage["completion_tokens"]
+    assert calls == [2, 1]  # both rollouts judged together; then the most visited path, completed at the end
     (again,), _ = run_search("mcts", ScriptedPolicy(tree), None, [PROMPT],
                              settings(mcts_simulations=3, mcts_width=2, mcts_value="rollout"), outcome=outcome)
     # simulation 2 selects r (Q 1): its child r/Answer: 1 is finished, value 1; simulation 3 selects it again

@@ -28,8 +28,8 @@ STRATEGIES: dict[str, Strategy] = {"majority": majority, "best_of_n": best_of_n,
 
 def run_search(strategy: str, engine: SamplingEngine, prm: ProcessRewardModel | None, prompts: list[Messages],
                settings: SearchSettings, outcome=None) -> tuple[list[SearchResult], Compute]:
-    """Each question's solutions and chosen answer by `strategy`, and what it spent. `outcome(question index,
-    text) -> reward` judges rollouts against the reference (MCTS on training questions only)."""
+    """Each question's solutions and chosen answer by `strategy`, and what it spent. `outcome(question indices,
+    texts) -> rewards` judges rollouts against the references, a batch per call (MCTS on training questions)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"search strategy: unknown {strategy!r}; choose one of {sorted(STRATEGIES)}")
     if prm is None and needs_prm(strategy, settings.mcts_value, outcome is not None):

@@ -92,7 +92,8 @@ class StepSearch:
     def __init__(self, engine: SamplingEngine, prm: ProcessRewardModel | None, prompts: list[Messages],
                  settings: SearchSettings, outcome=None):
         self.engine, self.prm, self.prompts, self.settings = engine, prm, prompts, settings
-        self.outcome = outcome  # (question index, text) -> reward: rollout values (MCTS, training data only)
+        # (question indices, texts) -> rewards against the reference answers: rollout values (MCTS, training data)
+        self.outcome = outcome
         self.compute = Compute()
         self._calls = 0
 
@@ -180,6 +181,13 @@ class StepSearch:
         for candidate in candidates:
             if id(candidate) in ahead:
                 candidate.ranking = self.value(ahead[id(candidate)])
+
+    def reached(self, candidates: list[Candidate]) -> list[float]:
+        """1.0 for each candidate whose answer the outcome reward judges right, else 0.0, in one call."""
+        if not candidates:
+            return []
+        rewards = self.outcome([c.question for c in candidates], [c.text for c in candidates])
+        return [float(reward is not None and reward >= 1) for reward in rewards]
 
     def result(self, solutions: list[Candidate], chosen: int | None, info: dict | None = None) -> SearchResult:
         values = [aggregate(s.scores, self.settings.aggregation) if s.scores else None for s in solutions]

@@ -115,37 +115,41 @@ def finish_most_visited(search: StepSearch, roots: list[Node]) -> None:
     ends = search.expand([leaf.candidate for leaf in leaves], 1, to_end=True) if leaves else []
     children = [Node(kids[0], parent=leaf, prior=1.0) for leaf, kids in zip(leaves, ends)]
     search.score([child.candidate for child in children])
-    for leaf, child in zip(leaves, children):
+    values = outcomes_or([child.candidate for child in children],
+                         [max(search.value(child.candidate), 0.0) for child in children], search)
+    for leaf, child, value in zip(leaves, children, values):
         leaf.children = [child]
-        backup(child, outcome_or(search, child.candidate, max(search.value(child.candidate), 0.0)))
+        backup(child, value)
 
 
 def node_values(search: StepSearch, nodes: list[Node], mode: str, rollouts: list[list[Candidate]]) -> list[float]:
-    """Each new node's value (see the module's docstring); rollouts are kept in `rollouts` as solutions."""
+    """Each new node's value (see the module's docstring); rollouts are kept in `rollouts` as solutions. The
+    rollouts and the outcomes are judged in one call each."""
     candidates = [node.candidate for node in nodes]
     prm_values = None
     if mode in ("prm", "both") or search.outcome is None:
         search.score(candidates)
         prm_values = [max(search.value(c), 0.0) for c in candidates]
     if mode == "prm":
-        return [outcome_or(search, c, v) for c, v in zip(candidates, prm_values)]
+        return outcomes_or(candidates, prm_values, search)
     open_ = [c for c in candidates if not c.finished]
     ends = {id(c): kids[0] for c, kids in zip(open_, search.expand(open_, 1, to_end=True))}
-    values = []
-    for i, candidate in enumerate(candidates):
-        end = ends.get(id(candidate), candidate)
+    finals = [ends.get(id(c), c) for c in candidates]
+    for candidate, end in zip(candidates, finals):
         if end is not candidate:
             rollouts[candidate.question].append(end)
-        reached = float(search.outcome(candidate.question, end.text) >= 1)
-        values.append(reached if mode == "rollout" or candidate.finished else (reached + prm_values[i]) / 2)
-    return values
+    reached = search.reached(finals)
+    return [value if mode == "rollout" or candidate.finished else (value + prm_values[i]) / 2
+            for i, (candidate, value) in enumerate(zip(candidates, reached))]
 
 
-def outcome_or(search: StepSearch, candidate: Candidate, value: float) -> float:
-    """A finished candidate's outcome where the reference is known, else `value`."""
-    if candidate.finished and search.outcome is not None:
-        return float(search.outcome(candidate.question, candidate.text) >= 1)
-    return value
+def outcomes_or(candidates: list[Candidate], values: list[float], search: StepSearch) -> list[float]:
+    """Each finished candidate's outcome where the reference is known, else its value from `values`."""
+    if search.outcome is None:
+        return values
+    finished = [c for c in candidates if c.finished]
+    reached = dict(zip(map(id, finished), search.reached(finished)))
+    return [reached.get(id(c), value) for c, value in zip(candidates, values)]
 
 
 def walk(root: Node):

@@ -18,19 +18,16 @@ from __future__ import annotations
 import time
 
 from ..config import EvalSetConfig, EvalStageConfig
-from ..data import load_split
-from ..evaluate import (accuracy_summary, greedy_predictions, process_accuracy, sampled_predictions, sampled_summary,
-                        solution_loss)
+from ..data import build_prompt, load_split
+from ..evaluate import (accuracy_summary, greedy_predictions, judged_predictions, process_accuracy, sampled_predictions,
+                        sampled_summary, solution_loss)
 from ..io import write_jsonl
 from ..models import load_model, load_tokenizer
-from ..records import completion_text, group_fields
-from ..data import build_prompt
-from ..records import assistant
-from ..rewards import RewardFn, extract_answer, get_reward
+from ..records import completion_text
+from ..rewards import RewardFn, get_reward
 from ..run import Run
 from ..sampling import SamplingEngine, SamplingParams
 from ..search import run_search
-from ..evaluate import is_correct, judge
 from .common import check_process, engine_from_settings, open_prm, reference_steps, search_plan, search_settings
 
 
@@ -104,13 +101,8 @@ def search_predictions(run: Run, iteration: int, config: EvalStageConfig, engine
     settings = search_settings(config, run, config.temperature, run.iteration_seed(iteration) + 4099)
     results, compute = run_search(strategy, engine, open_prm(prm_path, config.prm_model), prompts, settings)
     texts = [result.answer.text if result.answer else "" for result in results]
-    scores = judge([row | {"prompt": prompt} for row, prompt in zip(test, prompts)], texts, reward, config.reward)
-    predictions = [
-        {"id": row["id"], "question": row["question"], "answer": row["answer"], "completion": assistant(text),
-         "extracted_answer": extract_answer(text), "reward": score, "correct": is_correct(score),
-         "solutions": len(result.solutions), **group_fields(row)}
-        for row, text, score, result in zip(test, texts, scores, results)
-    ]
+    predictions = [p | {"solutions": len(result.solutions)}
+                   for p, result in zip(judged_predictions(test, prompts, texts, reward, config.reward), results)]
     return predictions, {"n": config.n, "search": compute.as_record() | {"prm": prm_path}}
 
 

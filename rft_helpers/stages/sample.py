@@ -167,7 +167,8 @@ def sample_chunk(run: Run, iteration: int, config: SampleStageConfig, engine: Sa
     seed = run.iteration_seed(iteration) + 100_003 * k
     strategy, prm_path = search_plan(run, iteration, config.strategy, config.prm_model, config.search.mcts_value)
     if strategy != "sample":
-        prm = prm if prm is not None or prm_path is None else open_prm(prm_path, config.prm_model)
+        if prm is None and prm_path is not None:  # a vLLM replica opens its own
+            prm = open_prm(prm_path, config.prm_model)
         rows, compute, trees = search_rows(run, config, engine, prm, strategy, chunk, seed)
         write_jsonl(search_path(path), [{"compute": compute.as_record(), "trees": trees}])
         write_jsonl(path, rows)
@@ -191,10 +192,10 @@ def search_rows(run: Run, config: SampleStageConfig, engine: SamplingEngine, prm
     prompts = [build_prompt(q["question"], run.system_prompt) for q in questions]
     reward = get_reward(config.filter.reward)
 
-    def outcome(index: int, text: str) -> float:  # MCTS rollouts, judged against the reference answer
-        row = {"id": questions[index]["id"], "prompt": prompts[index], "answer": questions[index]["answer"],
-               "completion": assistant(text)}
-        return score_rows([row], reward, config.filter.reward)[0] or 0.0
+    def outcome(indices: list[int], texts: list[str]) -> list[float | None]:  # MCTS rollouts, against the reference
+        rows = [{"id": questions[i]["id"], "prompt": prompts[i], "answer": questions[i]["answer"],
+                 "completion": assistant(text)} for i, text in zip(indices, texts)]
+        return score_rows(rows, reward, config.filter.reward)
 
     settings = search_settings(config, run, float(config.temperature), seed)
     results, compute = run_search(strategy, engine, prm, prompts, settings, outcome)
