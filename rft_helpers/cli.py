@@ -3,6 +3,7 @@
     rft run params/demo.yaml [--output-dir DIR] [--iterations N] [--set sample.temperature=0.9 ...]
     rft status outputs/demo
     rft validate params/demo.yaml [--set ...]
+    rft export outputs/demo [--out DIR] [--no-input]
 
 A recipe that is not a file here but names one shipped with the package (`demo`, `params/demo.yaml`) is that one,
 so an installed wheel runs `rft run params/demo.yaml` from any folder.
@@ -94,6 +95,17 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .export import PAGE_LIMIT_BYTES, export_run
+
+    exported = export_run(args.run_dir, args.out, args.no_input)
+    print(f"exported {len(exported.pages)} notebooks -> {exported.index} (opens offline in a browser)")
+    for page in exported.oversized:
+        print(f"warning: {page} is {page.stat().st_size / 1e6:.1f} MB (over {PAGE_LIMIT_BYTES / 1e6:.0f} MB): "
+              "a notebook with very large outputs", file=sys.stderr)
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rft", description="Reinforcement fine-tuning runs driven by notebooks.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -111,6 +123,11 @@ def make_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="per iteration and stage: done / failed / pending, and accuracy")
     status.add_argument("run_dir")
     status.set_defaults(func=cmd_status)
+    export = sub.add_parser("export", help="the run as static pages that open offline: index.html and every notebook")
+    export.add_argument("run_dir")
+    export.add_argument("--out", help="folder to write (default RUN_DIR/export)")
+    export.add_argument("--no-input", action="store_true", help="hide the code cells: outputs and markdown only")
+    export.set_defaults(func=cmd_export)
     return parser
 
 

@@ -456,6 +456,20 @@ class EvalConfig(_Strict):
     second_set: EvalSetConfig | None = Field(None, description="another test set, to catch forgetting")
 
 
+# Experiment trackers the pipeline logs to -> the module that must be installed for it.
+TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+
+
+class TrackingConfig(_Strict):
+    """Experiment trackers (rft_helpers/tracking.py): one tracker run per RFT run."""
+
+    report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(
+        default_factory=list, description="trackers: TRL's trainers log their steps there, the pipeline each "
+                                          "iteration's metrics and a table of test answers")
+    project: str = Field("rft", description="wandb project / MLflow experiment the run is logged under")
+    samples_logged: int = Field(8, ge=0, description="test answers logged as a table per iteration")
+
+
 # --------------------------------------------------------------------------------------- stage configs
 class SampleStageConfig(SampleConfig):
     """All that 01_sample reads: the sample section, the engines' settings and, with temperature auto, the
@@ -495,6 +509,7 @@ class TrainStageConfig(TrainConfig):
     )
     filter: FilterConfig = Field(default_factory=FilterConfig, description="grpo: the reward it trains with")
     prm_model: PRMConfig = Field(default_factory=PRMConfig, description="grpo with prm_weight: the prm section")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="the trackers the trainer logs to")
 
 
 class EvalStageConfig(EvalConfig):
@@ -538,6 +553,7 @@ class RunConfig(_Strict):
     prm: PRMConfig = Field(default_factory=PRMConfig)
     vllm: VLLMConfig = Field(default_factory=VLLMConfig)
     openai: OpenAIConfig = Field(default_factory=OpenAIConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     schedules: dict[str, list[Any]] = Field(
         default_factory=dict, description="per-iteration values by dotted key (lists in the sections land here)"
     )

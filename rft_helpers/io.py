@@ -12,12 +12,20 @@ from typing import Any, Iterable, Iterator
 from .exceptions import DataError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write to a temp file in the same folder, then rename over `path` (rename is atomic on POSIX)."""
+    """Write to a temp file in the same folder, then rename over `path` (rename is atomic on POSIX). The file
+    gets the permissions the user's umask gives a new file (mkstemp's own are 0600: no colleague could read it)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)

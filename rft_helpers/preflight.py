@@ -12,6 +12,7 @@ from .gguf_models import resolve_folder
 from .launch import accelerate_config_path
 from .paths import is_local_path
 from .rewards import get_reward
+from .tracking import check_installed
 
 
 def check(config: RunConfig, base_dir: Path | None = None) -> None:
@@ -23,6 +24,7 @@ def check(config: RunConfig, base_dir: Path | None = None) -> None:
             accelerate_config_path(resolved.train.accelerate_config)
         get_reward(resolved.filter.reward, "filter.reward")
     get_reward(config.stage_config("eval", 0).reward, "eval.reward")
+    check_installed(config.tracking.report_to)
 
 
 def check_paths(config: RunConfig, base_dir: Path | None = None) -> None:

@@ -23,7 +23,7 @@ def _question(row: dict) -> str:
 
 def samples_table(rows: list[dict], k: int = 8, per_question: int | None = None) -> pd.DataFrame:
     """k samples (at most `per_question` of each question): question, completion, reference answer and, once
-    scored, reward and verdict."""
+    scored, ✓/✗ by the filter's reward, each reward's value, kept or not and why not."""
     shown: dict[str, int] = {}
     picked = []
     for row in rows:
@@ -37,10 +37,17 @@ def samples_table(rows: list[dict], k: int = 8, per_question: int | None = None)
         entry = {"id": row["id"], "question": _question(row), "completion": _short(row["completion"]),
                  "reference": row["answer"]}
         if "kept" in row:
-            entry |= {"extracted": row.get("extracted_answer"), "rewards": row["rewards"],
-                      "kept": row["kept"], "reject_reason": row["reject_reason"]}
+            rewards = row.get("rewards") or {}
+            first = next(iter(rewards.values()), None)
+            entry |= {"extracted": row.get("extracted_answer"), "answer": _mark(first) if first is not None else "",
+                      **{f"reward: {name}": value for name, value in rewards.items()},
+                      "kept": _mark(row["kept"]), "reject_reason": "" if row["kept"] else row.get("reject_reason") or ""}
         table.append(entry)
     return pd.DataFrame(table)
+
+
+def _mark(ok) -> str:
+    return "✓" if ok else "✗"
 
 
 def kept_and_rejected(scored: list[dict], k: int = 4) -> pd.DataFrame:
@@ -56,43 +63,87 @@ def predictions_table(predictions: list[dict], k: int = 5) -> pd.DataFrame:
     wrong = [p for p in predictions if not p["correct"]][:k]
     return pd.DataFrame([
         {"question": p["question"], "completion": _short(p["completion"]), "extracted": p["extracted_answer"],
-         "reference": p["answer"], "correct": p["correct"]}
+         "reference": p["answer"], "correct": _mark(p["correct"])}
         for p in right + wrong
     ])
 
 
-def plot_completion_lengths(rows: list[dict], ax=None):
+def plot_completion_lengths(rows: list[dict], max_new_tokens: int | None = None, ax=None):
+    """Completion lengths; with `max_new_tokens`, the cap marked (samples piled up at it were cut off)."""
     import matplotlib.pyplot as plt
 
     ax = ax or plt.subplots(figsize=(6, 3))[1]
-    ax.hist([r["completion_tokens"] for r in rows], bins=30)
+    lengths = [r["completion_tokens"] for r in rows]
+    ax.hist(lengths, bins=_integer_bins(lengths))
+    if max_new_tokens:
+        cut = sum(length >= max_new_tokens for length in lengths)
+        ax.axvline(max_new_tokens, color="tab:red", linestyle="--",
+                   label=f"max_new_tokens = {max_new_tokens} ({cut} of {len(lengths)} samples reach it)")
+        ax.legend(loc="upper left", fontsize=8)
     ax.set(xlabel="completion tokens", ylabel="samples", title="Completion lengths")
     return ax
 
 
+def _integer_bins(values: list[int], most: int = 40) -> list[float]:
+    """Bin edges for whole numbers: one bin per value where they span few, else `most` equal bins."""
+    low, high = (min(values), max(values)) if values else (0, 1)
+    width = max(1, -(-(high - low + 1) // most))
+    return [low - 0.5 + width * i for i in range((high - low) // width + 2)]
+
+
 def plot_solve_rate(scored: list[dict], reward: str, ax=None):
-    """Per question: the fraction of its samples that earned the reward (RFT learns from questions in (0, 1])."""
+    """Per question: the fraction of its samples that earned the reward (RFT learns from questions in (0, 1]).
+    One bar per possible fraction (n samples per question: 0, 1/n, ..., 1)."""
     import matplotlib.pyplot as plt
 
     frame = pd.DataFrame({"id": [r["id"] for r in scored], "score": [r["rewards"].get(reward) or 0 for r in scored]})
+    rates = frame.groupby("id")["score"].mean()
+    n = int(frame.groupby("id").size().max()) if len(frame) else 1
     ax = ax or plt.subplots(figsize=(6, 3))[1]
-    ax.hist(frame.groupby("id")["score"].mean(), bins=20)
-    ax.set(xlabel="fraction of samples correct", ylabel="questions", title="Solve rate per question")
+    ax.hist(rates, bins=[(i - 0.5) / n for i in range(n + 2)], rwidth=0.85)
+    ax.set(xlabel=f"fraction of a question's samples correct (of {n})", ylabel="questions",
+           title="Solve rate per question")
     return ax
 
 
-def plot_loss(losses: list[float], rewards: list[float] | None = None, ax=None):
-    """The training loss per step; with GRPO, also the mean reward of each step's samples (right axis)."""
+def plot_loss(losses: list[float], rewards: list[float] | None = None, baseline_losses: list[float] | None = None,
+              ax=None):
+    """The training loss per step, the baseline's beside it when it trained; with GRPO, also the mean reward of
+    each step's samples (right axis)."""
     import matplotlib.pyplot as plt
 
     ax = ax or plt.subplots(figsize=(6, 3))[1]
-    ax.plot(range(1, len(losses) + 1), losses, label="loss")
+    if not losses:
+        ax.text(0.5, 0.5, "nothing was trained in this stage", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return ax
+    ax.plot(range(1, len(losses) + 1), losses, label="policy (RFT data)")
+    if baseline_losses:
+        ax.plot(range(1, len(baseline_losses) + 1), baseline_losses, linestyle="--", label="baseline (seed set)")
     ax.set(xlabel="optimizer step", ylabel="loss", title="Training loss" + (" and reward" if rewards else ""))
+    ax.legend(loc="upper right", fontsize=8)
     if rewards:
         right = ax.twinx()
         right.plot(range(1, len(rewards) + 1), rewards, color="tab:green", label="mean reward")
         right.set_ylabel("mean reward of the step's samples")
     return ax
+
+
+def loss_note(summary: dict) -> str:
+    """One line on what the loss did, read off the numbers (the mean of the first and of the last tenth of the
+    steps), so the page never claims a fall that did not happen."""
+    losses = summary.get("loss_history") or []
+    if not losses:
+        return f"Nothing was trained: {summary.get('reason', 'no training data')}."
+    tenth = max(1, len(losses) // 10)
+    first, last = sum(losses[:tenth]) / tenth, sum(losses[-tenth:]) / tenth
+    trend = "fell" if last < first * 0.95 else "rose" if last > first * 1.05 else "stayed about level"
+    note = (f"Over {len(losses)} steps the loss {trend}: {first:.3f} on average over the first {tenth} steps, "
+            f"{last:.3f} over the last {tenth}.")
+    if trend != "fell" and summary.get("mode") not in ("warmup", None):
+        note += (" The policy trains on samples it wrote itself, which it already finds likely; a level or rising "
+                 "loss is common there, and test accuracy is the measure that counts.")
+    return note
 
 
 def step_scores_table(rows: list[dict], k: int = 6, width: int = 24):
@@ -178,7 +229,8 @@ def plot_test_time_compute(results: dict, title: str = "test-time compute", ax=N
 
 
 def search_summary(run: Run) -> pd.DataFrame:
-    """Per iteration, the sample and evaluate strategies and what their searches spent (tokens, PRM calls)."""
+    """Per iteration, the sample and evaluate strategies and what their searches spent (tokens, PRM calls);
+    empty when every iteration sampled plainly and answered greedily."""
     rows = []
     for iteration in range(run.config.iterations + 1):
         m = run.metrics(iteration)
@@ -189,7 +241,9 @@ def search_summary(run: Run) -> pd.DataFrame:
                      "eval_strategy": evaluation.get("strategy"), "accuracy": evaluation.get("accuracy"),
                      "eval_tokens": evaluation.get("search", {}).get("tokens"),
                      "eval_prm_calls": evaluation.get("search", {}).get("prm_calls")})
-    return pd.DataFrame(rows)
+    searched = any(r["sample_strategy"] not in (None, "sample") or r["eval_strategy"] not in (None, "greedy")
+                   for r in rows)
+    return pd.DataFrame(rows) if searched else pd.DataFrame()
 
 
 def run_summary(run: Run) -> pd.DataFrame:
@@ -219,6 +273,221 @@ def run_summary(run: Run) -> pd.DataFrame:
             **{key: value for key, value in m["eval"].items() if key.startswith(("maj@", "pass@"))},
         })
     return pd.DataFrame(rows)
+
+
+def headline(run: Run) -> dict:
+    """What a reader wants first: the run, its final test accuracy against the baseline's, the gain over
+    iteration 0, the best checkpoint, the iterations done and the wall time (run.json and metrics.json)."""
+    summary = run_summary(run)
+    state = run.state()
+    stages = state["stages"]
+    done = [i for i in range(1, run.config.iterations + 1)
+            if stages.get(f"iter_{i:02d}/05_evaluate", {}).get("status") == "done"]
+    out = {"run": run.config.run_name, "iterations_done": len(done), "iterations": run.config.iterations,
+           "final_iteration": None, "final_accuracy": None, "baseline_accuracy": None, "start_accuracy": None,
+           "gain": None, "gain_over_baseline": None, "best_iteration": None, "best_accuracy": None,
+           "best_checkpoint": None, "wall_seconds": round(sum(s.get("seconds", 0) for s in stages.values()), 1)}
+    if summary.empty:
+        return out
+    first, last = summary.iloc[0], summary.iloc[-1]
+    out |= {"final_iteration": int(last["iteration"]), "final_accuracy": float(last["accuracy"]),
+            "start_accuracy": float(first["accuracy"]), "gain": float(last["accuracy"] - first["accuracy"])}
+    if pd.notna(last["baseline_accuracy"]):
+        out |= {"baseline_accuracy": float(last["baseline_accuracy"]),
+                "gain_over_baseline": float(last["accuracy"] - last["baseline_accuracy"])}
+    if state.get("best"):
+        best = state["best"]
+        out |= {"best_iteration": best["iteration"], "best_accuracy": best["accuracy"],
+                "best_checkpoint": str(Path(best["checkpoint"]).relative_to(run.dir))
+                if Path(best["checkpoint"]).is_relative_to(run.dir) else best["checkpoint"]}
+    return out
+
+
+def headline_markdown(run: Run) -> Markdown:
+    """`headline` as a few lines of markdown (the report's first cell and the export's index page)."""
+    h = headline(run)
+    lines = [f"**Run `{h['run']}`**: {h['iterations_done']} of {h['iterations']} iterations done, "
+             f"{_minutes(h['wall_seconds'])} of stage time."]
+    if h["final_accuracy"] is None:
+        return Markdown("\n\n".join(lines + ["No iteration has been evaluated yet."]))
+    line = (f"Test accuracy **{_percent(h['final_accuracy'])}** at iteration {h['final_iteration']}, from "
+            f"{_percent(h['start_accuracy'])} at iteration 0 (**{_points(h['gain'])}**)")
+    if h["baseline_accuracy"] is not None:
+        line += (f"; the baseline (SFT on the seed set, as many steps) {_percent(h['baseline_accuracy'])}: "
+                 f"RFT **{_points(h['gain_over_baseline'])}** over it")
+    lines.append(line + ".")
+    if h["best_iteration"] is not None:
+        lines.append(f"Best checkpoint: iteration {h['best_iteration']} ({_percent(h['best_accuracy'])}), "
+                     f"`{h['best_checkpoint']}`.")
+    return Markdown("\n\n".join(lines))
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def _points(value: float) -> str:
+    return f"{100 * value:+.1f} points"
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+# How format_table shows a column: shares as percentages, counts as integers, the rest with three decimals.
+PERCENT_COLUMNS = ("accuracy", "baseline_accuracy", "kept_ratio", "kept_process_accuracy", "process_accuracy",
+                   "gain", "vs_baseline")
+INTEGER_COLUMNS = ("iteration", "samples", "kept", "questions_solved", "train_steps", "sequences_per_step",
+                   "sample_tokens", "sample_prm_calls", "eval_tokens", "eval_prm_calls", "samples_drawn", "n")
+
+
+def format_table(table: pd.DataFrame):
+    """A table as a reader should see it: percentages, integers, a dash where there is no value, ✓ in green and
+    ✗ in red, no index column."""
+    def shown(column: str):
+        if column in PERCENT_COLUMNS or column.startswith(("maj@", "pass@", "acc_iter_")):
+            return lambda v: "–" if pd.isna(v) else (f"{100 * v:+.1f} pts" if column in ("gain", "vs_baseline")
+                                                       else f"{100 * v:.1f}%")
+        if column in INTEGER_COLUMNS:
+            return lambda v: "–" if pd.isna(v) else f"{int(v):,}"
+        return lambda v: "–" if v is None or (isinstance(v, float) and pd.isna(v)) else (
+            f"{v:.3g}" if isinstance(v, float) else str(v))
+
+    def colour(value) -> str:
+        text = str(value)
+        return "color: #1a7f37" if text.startswith("✓") else "color: #cf222e" if text.startswith("✗") else ""
+
+    styler = table.style.format({column: shown(str(column)) for column in table.columns}).hide(axis="index")
+    return styler.map(colour)
+
+
+HEADLINE_COLUMNS = ("iteration", "algorithm", "accuracy", "gain", "baseline_accuracy", "vs_baseline", "samples",
+                    "kept", "kept_ratio", "process_accuracy", "seconds")
+
+
+def accuracy_table(summary: pd.DataFrame, columns: tuple[str, ...] | None = None):
+    """The report's summary: per iteration, accuracy, the gain over iteration 0 and over the baseline, and what
+    each iteration sampled, kept and trained (`columns` only, when given; a column with no value in any iteration
+    is left out). Gains are in percentage points."""
+    if summary.empty:
+        return Note("No iteration has been evaluated yet.")
+    table = summary.copy()
+    start = table.loc[0, "accuracy"] if len(table) else None
+    table.insert(table.columns.get_loc("accuracy") + 1, "gain", table["accuracy"] - start)
+    table.insert(table.columns.get_loc("baseline_accuracy") + 1, "vs_baseline",
+                 table["accuracy"] - table["baseline_accuracy"])
+    table = table[[c for c in table.columns if table[c].notna().any() and (columns is None or c in columns)]]
+    return format_table(table)
+
+
+class Markdown(str):
+    """Text that a notebook shows as markdown."""
+
+    def _repr_markdown_(self) -> str:
+        return str(self)
+
+
+class Note(Markdown):
+    """One line in place of an empty table or plot, saying why it is empty (in italics)."""
+
+    def _repr_markdown_(self) -> str:
+        return f"*{self}*"
+
+
+def section(content, why_empty: str):
+    """A section's table formatted, or a Note saying why the section is empty. A plot (an Axes) shows itself:
+    None then, so the notebook prints no Axes repr below it."""
+    if content is None or (isinstance(content, pd.DataFrame) and content.empty):
+        return Note(why_empty)
+    if isinstance(content, pd.DataFrame):
+        return format_table(content.reset_index() if content.index.name or content.index.nlevels > 1 else content)
+    return None if hasattr(content, "figure") else content
+
+
+def evaluation_table(results: dict):
+    """05_evaluate's results, one row per model evaluated (the policy, the baseline, a second set)."""
+    shown = ("n", "correct", "accuracy", "process_accuracy", "solution_loss")
+    rows = [{"model": name, **{k: v for k, v in r.items() if k in shown or k.startswith(("maj@", "pass@"))}}
+            for name, r in results.items()]
+    return format_table(pd.DataFrame(rows))
+
+
+def train_summary(summary: dict, run: Run | None = None) -> pd.DataFrame:
+    """04_train's summary without the per-step histories (the loss plot shows them)."""
+    return summary_table({k: v for k, v in summary.items() if not k.endswith("_history") and k != "learning_rates"}
+                         | ({"baseline": {k: v for k, v in summary["baseline"].items() if not k.endswith("_history")}}
+                            if "baseline" in summary else {}), run)
+
+
+def summary_table(values: dict, run: Run | None = None) -> pd.DataFrame:
+    """A stage's summary dict as a small two-column table: shares as percentages, counts with separators, paths
+    relative to the run folder, nested dicts flattened (`rollouts.tokens`), long lists left out."""
+    rows = []
+
+    def add(key: str, value) -> None:
+        if isinstance(value, dict):
+            for inner, v in value.items():
+                add(f"{key}.{inner}", v)
+            return
+        if isinstance(value, list) and len(value) > 8:
+            return
+        rows.append({"": key, "value": _shown_value(key, value, run)})
+
+    for key, value in values.items():
+        add(key, value)
+    return pd.DataFrame(rows).set_index("")
+
+
+def _shown_value(key: str, value, run: Run | None) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return _mark(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        share = any(word in key for word in ("ratio", "accuracy", "share", "agreement", "auroc", "rate"))
+        return f"{100 * value:.1f}%" if share and 0 <= value <= 1 and "auroc" not in key else f"{value:.4g}"
+    text = str(value)
+    if run is not None and text.startswith(str(run.dir)):
+        return text[len(str(run.dir)):].lstrip("/") or "."
+    return text
+
+
+def settings_html(run: Run) -> str:
+    """The run's settings as YAML: the sections this run used open, the others folded away."""
+    import html
+
+    import yaml
+
+    config = run.config
+    used = {"run": True, "model": True, "task": True, "sample": True, "filter": True, "train": True, "eval": True,
+            "warmup": config.warmup.max_steps > 0, "prm": config.prm.model is not None,
+            "vllm": bool({"vllm", "auto"} & {config.sample.engine, config.eval.engine}),
+            "openai": config.sample.engine == "openai", "tracking": bool(config.tracking.report_to),
+            "schedules": bool(config.schedules)}
+    dumped = config.model_dump(mode="json", exclude={"model": {"scratch"}} if config.model.name_or_path != "scratch"
+                               else None)
+    top = {key: dumped.pop(key) for key in list(dumped) if not isinstance(dumped[key], dict)}
+    parts = []
+    for name, values in [("run", top), *dumped.items()]:
+        text = html.escape(yaml.safe_dump({name: values} if name != "run" else values, sort_keys=False))
+        if used.get(name, True):
+            parts.append(f"<pre>{text}</pre>")
+        else:
+            parts.append(f"<details><summary>{name} (not used by this run)</summary><pre>{text}</pre></details>")
+    return "\n".join(parts)
+
+
+class HTML(str):
+    """Raw HTML that a notebook shows as HTML."""
+
+    def _repr_html_(self) -> str:
+        return str(self)
+
+
+def settings(run: Run) -> HTML:
+    return HTML(settings_html(run))
 
 
 def plot_accuracy(summary: pd.DataFrame, ax=None):
@@ -283,9 +552,9 @@ def answers_by_iteration(run: Run, k: int = 6, width: int = 40) -> pd.DataFrame:
         columns.setdefault("question", [p["question"] for p in predictions])
         columns.setdefault("reference", [p["answer"] for p in predictions])
         columns[f"iter_{iteration:02d}"] = [
-            f"{'✓' if p['correct'] else '✗'} {_short(p['completion'], width)}" for p in predictions
+            f"{_mark(p['correct'])} {_short(p['completion'], width)}" for p in predictions
         ]
-    return pd.DataFrame(columns)
+    return format_table(pd.DataFrame(columns))
 
 
 def accuracy_by_group(run: Run, field: str = "kind") -> pd.DataFrame:

@@ -31,6 +31,7 @@ import torch
 
 from .config import LoraSettings
 from .models import adapter_base, is_adapter, load_model, load_tokenizer, save_checkpoint
+from .progress import quiet_trainer_progress
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +158,8 @@ def train(
     max_grad_norm: float = 1.0,
     gradient_accumulation_steps: int = 1,
     user_trainer_args: dict | None = None,
+    report_to: list[str] | None = None,
+    progress_label: str = "train",
 ) -> TrainResult:
     """Train the model at `model_path` with a TRL trainer on `records` and save model + tokenizer to `output_dir`;
     with `lora`, train adapters only (see `trainable_model`).
@@ -165,7 +168,8 @@ def train(
     from the state saved with `model_path` (when there is one): the same Adam moments and step count, with the
     learning-rate schedule stretched over the steps done and this call's. Steps and losses reported are this call's.
     `user_trainer_args` are the recipe's own fields of the trainer's config (train.trainer_args, checked by
-    `rft validate`); they come last."""
+    `rft validate`); they come last. `report_to` names the trackers the trainer logs its steps to (the caller
+    points them at the run's tracker run: tracking.trainer_environment)."""
     from datasets import Dataset
 
     tokenizer = load_tokenizer(model_path)
@@ -187,7 +191,7 @@ def train(
             optim="adamw_torch_fused",
             gradient_checkpointing=gradient_checkpointing,  # TRL turns it on by default
             save_strategy="no",
-            report_to="none",
+            report_to=report_to or "none",
             seed=seed,
             bf16=bf16,  # autocast only; False by default since TRL refuses to start on CPU with its bf16 default
             use_cpu=not torch.cuda.is_available(),
@@ -203,6 +207,7 @@ def train(
                 len(records) * completions_per_record / per_step)))
         trainer = trainer_class(model=model, args=args, train_dataset=Dataset.from_list(records),
                                 processing_class=tokenizer, peft_config=peft_config)
+        quiet_trainer_progress(trainer, progress_label)  # one bar, no table row per step: the loss plot has them
         start = time.perf_counter()
         trainer.train(resume_from_checkpoint=str(model_path) if previous_steps is not None else None)
         seconds = time.perf_counter() - start

@@ -49,3 +49,16 @@ def small_task() -> TaskConfig:
 @pytest.fixture
 def smoke_config():
     return load_config(SMOKE)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """The smoke recipe through the real notebooks, once for the session, logging to TensorBoard; the lines
+    `rft run` would print are in `smoke_run.log_lines`."""
+    from rft_helpers.pipeline import run_pipeline
+
+    config = load_config(SMOKE, ["tracking.report_to=[tensorboard]"])
+    lines: list[str] = []
+    run = run_pipeline(config, tmp_path_factory.mktemp("smoke") / "run", log=lines.append)
+    run.log_lines = lines
+    return run

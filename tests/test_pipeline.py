@@ -145,10 +145,7 @@ def test_undeclared_parameters_are_refused(fast_config, tmp_path):
 
 
 # ---------------------------------------------------------------------------------- the real notebooks
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory) -> Run:
-    config = load_config(Path(__file__).resolve().parent.parent / "params" / "smoke.yaml")
-    return run_pipeline(config, tmp_path_factory.mktemp("smoke") / "run", log=lambda m: None)
+# smoke_run (conftest.py): the smoke recipe run once for the session through the real notebooks
 
 
 @pytest.mark.slow
@@ -241,3 +238,12 @@ def test_a_run_with_a_prm_trained_in_the_loop_labels_trains_filters_and_reports(
     assert run.metrics(1)["filter"]["prm_model"] == str(run.prm_checkpoint(1))
     executed = nbformat.read(run.iter_dir(1) / "02_prm.ipynb", as_version=4)
     assert json.dumps([c.get("outputs", []) for c in executed.cells]).count("image/png") >= 2  # labels and ROC
+
+
+def test_stage_kernels_start_and_stop_without_their_log_lines(fast_config, tmp_path, capfd):
+    """ipykernel's 'running over TCP without encryption' at every start and 'KeyboardInterrupt caught' at every
+    shutdown are the kernel app's own log, silenced; the pipeline's lines stay."""
+    run_pipeline(fast_config, tmp_path / "run", notebooks_dir=fixture_notebooks(tmp_path / "nb"))
+    captured = capfd.readouterr()
+    assert "[done] 06_report" in captured.out
+    assert "IPKernelApp" not in captured.err + captured.out and "without encryption" not in captured.err

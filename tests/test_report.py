@@ -18,7 +18,10 @@ def test_samples_tables():
     assert list(samples_table(rows, k=3, per_question=2)["completion"]) == ["x", "y", "w"]
     assert list(samples_table(rows, k=2)["question"]) == ["a?", "a?"]
     scored = [_row("a", "x", kept=False), _row("a", "y", kept=True), _row("b", "w", kept=True)]
-    assert list(kept_and_rejected(scored, k=1)["kept"]) == [True, False]
+    assert list(kept_and_rejected(scored, k=1)["kept"]) == ["✓", "✗"]
+    table = kept_and_rejected(scored, k=1)
+    assert list(table["answer"]) == ["✓", "✗"] and list(table["reward: r"]) == [1.0, 0.0]
+    assert list(table["reject_reason"]) == ["", "low_reward"]  # a kept row has no reason, not NaN
 
 
 def test_run_summary_and_answers_by_iteration(tmp_path):
@@ -35,7 +38,8 @@ def test_run_summary_and_answers_by_iteration(tmp_path):
     summary = run_summary(run)  # iteration 2 has no evaluation yet: not listed
     assert list(summary["iteration"]) == [0, 1] and list(summary["accuracy"]) == [0.2, 0.5]
     assert summary.loc[1, "kept_ratio"] == 0.25
-    assert list(answers_by_iteration(run).iloc[0]) == ["1+1=?", "2", "✗ 1+1=1", "✓ 1+1=2"]
+    assert list(answers_by_iteration(run).data.iloc[0]) == ["1+1=?", "2", "✗ 1+1=1", "✓ 1+1=2"]
+    assert "color: #1a7f37" in answers_by_iteration(run).to_html()  # ✓ in green
     ax = plot_accuracy(summary)
     assert [line.get_label() for line in ax.get_lines()][:2] == ["RFT", "baseline: SFT on seed set, same steps"]
 
@@ -77,3 +81,74 @@ def test_compare_runs_puts_training_modes_side_by_side(tmp_path):
     assert list(table["algorithm"]) == ["sft", "grpo"] and list(table["acc_iter_01"]) == [0.6, 0.4]
     assert list(table["samples_drawn"]) == [800, 800] and list(table["minutes"]) == [1.5, 1.5]
     assert [round(g, 2) for g in table["gain"]] == [0.4, 0.2]
+
+
+def _finished_run(tmp_path, accuracies=((0.2, 0.2), (0.5, 0.3), (0.7, 0.35)), **config):
+    config = RunConfig(iterations=len(accuracies) - 1, run_name="shared", **config)
+    stages = {f"iter_{i:02d}/05_evaluate": {"status": "done", "seconds": 30.0} for i in range(len(accuracies))}
+    write_json(tmp_path / "run.json", {"config": config.model_dump(mode="json"), "stages": stages,
+                                       "best": {"iteration": 2, "accuracy": 0.7,
+                                                "checkpoint": str(tmp_path.resolve() / "iter_02" / "checkpoint")}})
+    run = Run(tmp_path)
+    for i, (acc, base) in enumerate(accuracies):
+        run.update_metrics(i, "eval", {"accuracy": acc})
+        if i:
+            run.update_metrics(i, "baseline_eval", {"accuracy": base})
+            run.update_metrics(i, "filter", {"kept": 120, "kept_ratio": 0.125})
+    return run
+
+
+def test_the_headline_reads_the_run_folder(tmp_path):
+    from rft_helpers.report import headline, headline_markdown
+
+    run = _finished_run(tmp_path)
+    h = headline(run)
+    assert (h["run"], h["final_iteration"], h["final_accuracy"], h["baseline_accuracy"]) == ("shared", 2, 0.7, 0.35)
+    assert round(h["gain"], 3) == 0.5 and round(h["gain_over_baseline"], 3) == 0.35
+    assert (h["best_iteration"], h["best_checkpoint"], h["wall_seconds"]) == (2, "iter_02/checkpoint", 90.0)
+    text = headline_markdown(run)
+    assert "**70.0%** at iteration 2" in text and "+50.0 points" in text and "+35.0 points" in text
+    assert "2 of 2 iterations done" in text and text._repr_markdown_() == str(text)
+
+
+def test_the_summary_table_is_formatted_with_gains_and_no_empty_columns(tmp_path):
+    from rft_helpers.report import accuracy_table
+
+    html = accuracy_table(run_summary(_finished_run(tmp_path))).to_html()
+    assert "70.0%" in html and "+50.0 pts" in html and "+35.0 pts" in html  # accuracy, gain, vs baseline
+    assert "120" in html and "12.5%" in html and "120.0" not in html and "0.125" not in html
+    assert "–" in html  # iteration 0 has no baseline or kept count: a dash, not NaN
+    assert "nan" not in html.lower() and "prm_step_auroc" not in html  # a column no iteration has is left out
+
+
+def test_empty_sections_say_why_and_settings_fold_unused_sections(tmp_path):
+    from rft_helpers.report import Note, second_set_table, section, settings_html
+
+    run = _finished_run(tmp_path)
+    note = section(second_set_table(run), "No eval.second_set in this recipe.")
+    assert isinstance(note, Note) and note._repr_markdown_() == "*No eval.second_set in this recipe.*"
+    html = settings_html(run)
+    assert "<details><summary>openai (not used by this run)</summary>" in html
+    assert "<details><summary>sample" not in html and "run_name: shared" in html
+
+
+def test_loss_note_says_what_the_numbers_say():
+    from rft_helpers.report import loss_note
+
+    assert "fell" in loss_note({"mode": "warmup", "loss_history": [2.0] * 10 + [1.0] * 10})
+    rose = loss_note({"mode": "sft", "loss_history": [0.094] * 10 + [0.115] * 10})
+    assert "rose" in rose and "0.094" in rose and "0.115" in rose and "fell" not in rose
+    assert loss_note({"mode": "skipped", "reason": "no sft data"}) == "Nothing was trained: no sft data."
+
+
+def test_plots_mark_the_length_cap_and_bin_solve_rates_by_what_is_possible():
+    from rft_helpers.report import plot_completion_lengths, plot_solve_rate
+
+    rows = [{"completion_tokens": t} for t in (3, 5, 8, 8)]
+    ax = plot_completion_lengths(rows, max_new_tokens=8)
+    assert any(line.get_xdata()[0] == 8 for line in ax.get_lines())
+    assert "2 of 4 samples reach it" in ax.get_legend().get_texts()[0].get_text()
+    scored = [{"id": q, "rewards": {"r": float(k < ok)}} for q, ok in (("a", 0), ("b", 2), ("c", 4)) for k in range(4)]
+    ax = plot_solve_rate(scored, "r")
+    heights = [p.get_height() for p in ax.patches]
+    assert len(heights) == 5 and heights == [1, 0, 1, 0, 1]  # 0, 1/4, ..., 1: one bar per possible rate

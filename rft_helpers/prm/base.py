@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, ClassVar
 
 import torch
-from tqdm.auto import tqdm
+from ..progress import progress as progress_bar
 
 from ..records import Messages
 
@@ -63,7 +63,7 @@ class ProcessRewardModel(ABC):
         batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         device = self.model.device
-        for batch in tqdm(batches, desc="PRM", disable=not progress):
+        for batch in progress_bar(batches, desc="PRM", disable=not progress):
             width = max(len(encoded[i][0]) for i in batch)
             ids = torch.full((len(batch), width), pad, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)

@@ -19,6 +19,7 @@ import torch
 
 from ..exceptions import ConfigError
 from ..models import is_adapter, load_tokenizer, save_checkpoint
+from ..progress import quiet_trainer_progress
 from .token_classification import encode_steps, write_prm_config
 
 IGNORED = -100.0
@@ -85,7 +86,6 @@ def train_prm(backbone: str | Path, rows: list[dict], output_dir: str | Path, *,
     prm_config.json) to `output_dir`, written to a temporary folder and renamed into place."""
     from datasets import Dataset
     from transformers import AutoModelForTokenClassification, Trainer, TrainingArguments
-    from transformers.trainer_callback import PrinterCallback
     from transformers.utils import logging as hf_logging
 
     if not rows:
@@ -108,7 +108,7 @@ def train_prm(backbone: str | Path, rows: list[dict], output_dir: str | Path, *,
             dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=True)
         trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collate(tokenizer.pad_token_id),
                           compute_loss_func=soft_cross_entropy)
-        trainer.remove_callback(PrinterCallback)  # a line per step; the losses are in the result
+        quiet_trainer_progress(trainer, "PRM training")  # one bar; the losses are in the result
         start = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - start

@@ -15,7 +15,7 @@ from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from tqdm.auto import tqdm
+from ..progress import progress as progress_bar
 from transformers import LogitsProcessor, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
 from .attention import cpu_attention
@@ -62,7 +62,7 @@ class TransformersEngine(SamplingEngine):
         order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
         outputs: list[list[Completion]] = [[] for _ in prompts]
         batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        for batch_index, batch in enumerate(tqdm(batches, desc="generate", disable=not progress)):
+        for batch_index, batch in enumerate(progress_bar(batches, desc="generate", disable=not progress)):
             # One seed per batch makes a run reproducible for a given batch size.
             generator = torch.Generator(self.model.device).manual_seed(params.seed + batch_index)
             texts = self._generate_batch([encoded[i] for i in batch], params, generator)

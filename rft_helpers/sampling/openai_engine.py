@@ -18,7 +18,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlparse
 
-from tqdm.auto import tqdm
+from ..progress import progress as progress_bar
 
 from ..config import OpenAIConfig
 from ..exceptions import ConfigError
@@ -64,7 +64,7 @@ class OpenAIEngine(SamplingEngine):
 
         semaphore = asyncio.Semaphore(self.settings.max_concurrency)
         async with AsyncOpenAI(**self._client_options) as client:
-            with tqdm(total=len(prompts), desc="requests", disable=not progress) as bar:
+            with progress_bar(total=len(prompts), desc="requests", disable=not progress) as bar:
                 async def one(index: int, messages: list[dict]) -> list[Completion]:
                     async with semaphore:
                         completions = await self._request(client, messages, params, index)

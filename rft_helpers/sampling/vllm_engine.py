@@ -18,6 +18,7 @@ from pydantic import Field
 
 from ..config import VLLMConfig
 from ..exceptions import ConfigError
+from ..progress import progress as progress_bar
 from .base import Completion, SamplingEngine, SamplingParams, encode_chat
 
 
@@ -97,7 +98,8 @@ class VLLMEngine(SamplingEngine):
         encoded = self.encode(prompts)
         requests = [TokensPrompt(prompt_token_ids=ids) for ids in encoded]
         sampling = [self.sampling_params(params, i) for i in range(len(prompts))]
-        results = self.llm.generate(requests, sampling, use_tqdm=progress, lora_request=self.lora_request)
+        bar = progress_bar if progress else False  # vLLM builds its bar with the callable it is given
+        results = self.llm.generate(requests, sampling, use_tqdm=bar, lora_request=self.lora_request)
         return [
             [Completion(text=o.text, prompt_tokens=len(ids), completion_tokens=len(o.token_ids),
                         finish_reason="stop" if o.finish_reason == "stop" else "length",

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from ..progress import progress as progress_bar
 
 from ..config import SampleStageConfig
 from ..data import build_prompt
@@ -153,7 +153,7 @@ def sample_on_replicas(run: Run, iteration: int, config: SampleStageConfig, plan
     if not plan.todo:  # every chunk was resumed: start no replica
         return SamplingResult(0, 0.0, plan.model, ranks=[])
     request = {"run_dir": str(run.dir), "iteration": iteration, "config": config.model_dump(mode="json")}
-    with tqdm(total=len(plan.todo), desc=f"chunks on {plan.replicas} vLLM replicas", disable=not progress) as bar:
+    with progress_bar(total=len(plan.todo), desc=f"chunks on {plan.replicas} vLLM replicas", disable=not progress) as bar:
         ranks = sample_data_parallel(request, REPLICA_MODULE, plan.todo, parts_dir(run, iteration), plan.replicas,
                                      config.vllm.tensor_parallel_size, is_moe(plan.model), lambda k: bar.update())
     return SamplingResult(sum(r["completion_tokens"] for r in ranks), max(r["seconds"] for r in ranks), plan.model,

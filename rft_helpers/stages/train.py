@@ -21,6 +21,7 @@ from ..exceptions import ConfigError
 from ..launch import launch_training
 from ..records import Pair, TrainExample, read_records
 from ..run import Run
+from ..tracking import trainer_environment
 from ..train import TrainResult, saved_steps
 from .common import questions_for
 
@@ -66,6 +67,11 @@ def train_policy(run: Run, iteration: int, config: TrainStageConfig, data: Train
     stages use the newest checkpoint) when there is nothing to train on."""
     if not data.records:
         return None
+    with trainer_environment(run, config.tracking, iteration, "warmup" if iteration == 0 else "policy"):
+        return _train(run, iteration, config, data)
+
+
+def _train(run: Run, iteration: int, config: TrainStageConfig, data: TrainingData) -> TrainResult:
     output, options = run.checkpoint(iteration), training_options(run, iteration, config)
     if data.algorithm == "grpo":  # on-policy: it samples as it trains, with the sample section's settings
         prm = run.prm_model(iteration) if config.prm_weight else None
@@ -92,7 +98,8 @@ def training_options(run: Run, iteration: int, config: TrainStageConfig, max_ste
                 save_state=config.init == "resume", lr_scheduler=config.lr_scheduler,
                 warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay,
                 max_grad_norm=config.max_grad_norm, gradient_accumulation_steps=config.gradient_accumulation_steps,
-                user_trainer_args=config.trainer_args)
+                user_trainer_args=config.trainer_args, report_to=config.tracking.report_to,
+                progress_label="warm-up" if iteration == 0 else f"train iteration {iteration}")
 
 
 def call(config: TrainStageConfig, function: str, *args, **kwargs) -> TrainResult:
@@ -111,8 +118,10 @@ def train_baseline(run: Run, iteration: int, config: TrainStageConfig, data: Tra
     last checkpoint: what RFT gains over it is the value of the self-generated data, not of more training."""
     if not config.baseline or result is None:
         return None
-    return call(config, "sft_train", run.baseline_model(iteration), data.seed_set, run.baseline_checkpoint(iteration),
-                batching=config.batching, **training_options(run, iteration, config, max_steps=result.steps))
+    options = training_options(run, iteration, config, max_steps=result.steps) | {"progress_label": "baseline"}
+    with trainer_environment(run, config.tracking, iteration, "baseline"):
+        return call(config, "sft_train", run.baseline_model(iteration), data.seed_set,
+                    run.baseline_checkpoint(iteration), batching=config.batching, **options)
 
 
 # ------------------------------------------------------------------------------------------ 4. record
@@ -135,7 +144,7 @@ def record(run: Run, iteration: int, config: TrainStageConfig, data: TrainingDat
                     "sequences_per_step": config.batch_size * config.gradient_accumulation_steps
                     * config.num_processes}
         if baseline is not None:
-            summary["baseline"] = baseline.summary
+            summary["baseline"] = baseline.summary | {"loss_history": baseline.loss_history}
     run.update_metrics(iteration, "train", summary, merge=False)
     run.finish_stage("train", iteration)
     return summary
