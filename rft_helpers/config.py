@@ -22,7 +22,8 @@ from .exceptions import ConfigError
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # strict: `n: true` is not 1 and `n: "8"` not 8; no inf or nan (`learning_rate: .inf`)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False)
 
 
 # ----------------------------------------------------------------------------------------------- model

@@ -16,12 +16,38 @@ from .exceptions import ConfigError
 from .paths import is_local_path
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (plain YAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (the second would silently win)", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(text: str, source: str) -> Any:
+    """YAML -> Python; an error is one line with the line and column it is at."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(f"{source}: not valid YAML ({where}{e.problem or e.context})") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: not valid YAML ({str(e).splitlines()[0]})") from None
+
+
 def parse_override(item: str) -> tuple[list[str], Any]:
     """'sample.temperature=0.7' -> (['sample', 'temperature'], 0.7); values are read as YAML scalars."""
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--set {item!r}: expected key=value, e.g. sample.temperature=0.7")
-    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
+    return key.strip().split("."), read_yaml(raw, f"--set {item!r}") if raw.strip() else None
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
@@ -40,19 +66,22 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
     """Defaults <- YAML file <- overrides. Raises ConfigError with a one-line message naming the field."""
     data: dict = {}
-    source = "--set"
     if path is not None:
-        path, source = Path(path), str(path)
+        path = Path(path)
         if not path.is_file():
             raise ConfigError(f"{path}: params file not found")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save the params file as UTF-8") from None
+        data = read_yaml(text, str(path))
+        if data is None:
+            raise ConfigError(f"{path}: the params file is empty; give at least run_name (see params/demo.yaml)")
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
         _resolve_from(data, path.parent)
-    return config_from_dict(apply_overrides(data, overrides or []), source)
+        config_from_dict(data, str(path))  # the file's own errors name the file
+    return config_from_dict(apply_overrides(data, overrides or []), "--set" if overrides else str(path or "params"))
 
 
 _PATH_FIELDS = [("model", "name_or_path"), ("prm", "model"), ("task", "system_prompt_file"), ("task", "train", "path"),

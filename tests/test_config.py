@@ -33,10 +33,19 @@ def test_precedence_defaults_then_yaml_then_overrides(tmp_path):
     [
         ("sample:\n  temprature: 0.5\n", [], "sample.temprature: unknown key"),
         ("sample:\n  n: many\n", [], "sample.n: Input should be a valid integer"),
-        ("", ["sample.temperature=hot"], "sample.temperature: Input should be a valid number"),
-        ("", ["task.seed_size=5000"], "seed_size=5000 > num_train=3000"),
+        ("run_name: t\n", ["sample.temperature=hot"], "--set: sample.temperature: Input should be a valid number"),
+        ("run_name: t\n", ["task.seed_size=5000"], "--set: task: seed_size=5000 > num_train=3000"),
         ("bogus: 1\n", [], "bogus: unknown key"),
         ("- a list\n", [], "expected a mapping"),
+        # issue 18: lax or vague
+        ("sample:\n  n: true\n", [], "sample.n: Input should be a valid integer (got True)"),
+        ("sample:\n  n: '8'\n", [], "sample.n: Input should be a valid integer (got '8')"),
+        ("train:\n  learning_rate: .inf\n", [], "train.learning_rate: Input should be a finite number"),
+        ("sample:\n  n: 4\n  n: 8\n", [], "line 3, column 3: key 'n' is given twice"),
+        ("sample:\n  n: [1\n", [], "not valid YAML (line 3, column 1:"),
+        ("", [], "the params file is empty"),
+        ("run_name: t\n", ["sample.n=[1"], "--set 'sample.n=[1': not valid YAML"),
+        ("sample:\n  n: 0\n", ["sample.temperature=0.5"], "p.yaml: sample.n: Input should be greater than 0"),
     ],
 )
 def test_bad_parameters_name_the_field(tmp_path, yaml_text, overrides, expected):
@@ -180,7 +189,7 @@ def test_rft_validate_rejects_what_would_fail_after_the_warm_up(overrides, field
     args = [item for o in overrides for item in ("--set", o)]
     assert main(["validate", str(ROOT / "params" / "smoke.yaml"), *args]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {ROOT / 'params' / 'smoke.yaml'}: {field}: ") and err.count("\n") == 1
+    assert err.startswith(f"error: --set: {field}: ") and err.count("\n") == 1  # the --set values are at fault
 
 
 # ------------------------------------------------------------------------------------------ stage configs
@@ -203,3 +212,10 @@ def test_a_stage_config_is_its_section_at_the_iteration_plus_the_sections_it_rea
     filtering = config.stage_config("filter", 1)
     assert filtering.model_dump(exclude={"prm_model"}) == config.filter.model_dump() and filtering.prm_model == config.prm
     assert set(STAGE_CONFIGS) == {"sample", "prm", "filter", "train", "eval"}
+
+
+def test_a_params_file_that_is_not_utf8_is_one_line(tmp_path):
+    params = tmp_path / "p.yaml"
+    params.write_bytes(b"run_name: caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"p.yaml: not UTF-8 text \(byte 13\); save the params file as UTF-8$"):
+        load_config(params)
