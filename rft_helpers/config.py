@@ -16,9 +16,24 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .exceptions import ConfigError
+
+
+# Fields whose value an error never repeats: a key pasted by mistake must not reach a log.
+SECRET_FIELDS = {"api_key_env"}
+_KEY_PREFIXES = ("sk-", "sk_", "hf_", "ghp_", "gho_", "ghs_", "github_pat_", "glpat-", "xoxb-", "xoxp-", "AKIA", "AIza",
+                 "pk-", "rk-", "sess-")
+
+
+def looks_like_secret(value: str) -> bool:
+    """A known key prefix (sk-, hf_, ghp_, AKIA...), or a long mixed string of letters and digits such as no one
+    names a variable (at least 20 characters, lower and upper case and digits)."""
+    if value.startswith(_KEY_PREFIXES):
+        return True
+    mixed = any(c.islower() for c in value) and any(c.isupper() for c in value) and any(c.isdigit() for c in value)
+    return len(value) >= 20 and mixed
 
 
 class _Strict(BaseModel):
@@ -202,14 +217,24 @@ class OpenAIConfig(_Strict):
     base_url: str = Field("http://localhost:8000/v1", description="endpoint, up to /v1")
     model: str | None = Field(None, description="served model name (None: the checkpoint path, as `vllm serve` names it)")
     api_key_env: str = Field(
-        "OPENAI_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
-        description="name of the environment variable holding the key (the key itself never goes in params)"
+        "OPENAI_API_KEY", description="name of the environment variable holding the key (the key itself never goes "
+                                      "in params)"
     )
     max_concurrency: int = Field(16, gt=0, description="requests in flight at once")
     max_retries: int = Field(5, ge=0, description="retries of a request on 408/409/429/5xx, timeouts, lost connections")
     timeout_s: float = Field(120.0, gt=0, description="seconds before a request is abandoned (then retried)")
     prompt_price_per_million: float = Field(0.0, ge=0, description="USD per million prompt tokens, for metrics.json")
     completion_price_per_million: float = Field(0.0, ge=0, description="USD per million completion tokens")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _a_name_not_a_key(cls, name: str) -> str:
+        if looks_like_secret(name):  # the message never repeats the value: it may be the key itself
+            raise ValueError("this looks like a key, not the name of the environment variable holding one (value "
+                             "not shown); export the key as a variable (export OPENAI_API_KEY=...) and give its name")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ValueError("not an environment variable name (letters, digits and _; value not shown)")
+        return name
 
     def cost(self, usage: dict) -> dict:
         dollars = (usage.get("prompt_tokens", 0) * self.prompt_price_per_million
@@ -705,7 +730,7 @@ def format_validation_error(source: str, err: ValidationError) -> str:
     field = ".".join(loc)
     if first["type"] == "extra_forbidden":
         msg = "unknown key (see rft_helpers/config.py for the valid ones)"
-    elif "input" in first and not isinstance(first["input"], (dict, list)):
+    elif "input" in first and not isinstance(first["input"], (dict, list)) and loc[-1] not in SECRET_FIELDS:
         msg = f"{msg} (got {first['input']!r})"
     fields = {tuple(_field_path(e["loc"])) for e in errors}  # a union's members fail together: one field
     more = f" (+{len(fields) - 1} more)" if len(fields) > 1 else ""

@@ -7,6 +7,7 @@ evaluation see exactly the same text.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import re
@@ -70,6 +71,31 @@ def reference_answer(text: str) -> str:
     return last_boxed(text) or text.strip()
 
 
+def check_jsonl_file(path: Path, field: str) -> None:
+    """A local JSONL file's problems as one line naming the file and line (datasets says
+    `DatasetGenerationError` without a line for a bad row, and `StopIteration` for an empty file)."""
+    if path.suffix != ".jsonl" or not path.is_file():
+        return  # a .json file, or missing (datasets names it)
+    data = path.read_bytes()
+    if not data.strip():
+        raise ConfigError(f"{field}.path: {path} is empty; give a JSONL file with one question per line")
+    for lineno, raw in enumerate(data.splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{field}.path: {path}:{lineno}: not UTF-8 text (byte {e.start} of the line); "
+                              "save the file as UTF-8") from None
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{field}.path: {path}:{lineno}: not valid JSON ({e.msg}, column {e.colno})") from None
+        if not isinstance(row, dict):
+            raise ConfigError(f"{field}.path: {path}:{lineno}: a JSON {type(row).__name__}, not an object with "
+                              "the question and answer fields")
+
+
 def load_dataset_rows(source: DatasetSource, field: str, limit: int | None = None, shuffle_seed: int | None = None,
                       id_prefix: str = "q") -> list[dict]:
     """Task rows {id, question, answer, solution (+ level, subject)} from a JSONL file or a hub dataset.
@@ -81,9 +107,12 @@ def load_dataset_rows(source: DatasetSource, field: str, limit: int | None = Non
 
     try:
         if is_local_path(source.path):
+            check_jsonl_file(Path(source.path).expanduser(), field)
             dataset = load_dataset("json", data_files=str(Path(source.path).expanduser()), split="train")
         else:
             dataset = load_dataset(source.path, source.subset, split=source.split)
+    except ConfigError:
+        raise
     except Exception as e:  # datasets raises many kinds of errors for unreadable files and unknown ids
         raise ConfigError(f"{field}.path: cannot load {source.path} ({type(e).__name__}: {str(e)[:120]})") from None
     for name in (source.question_field, source.answer_field, source.solution_field):

@@ -17,6 +17,10 @@ class EngineUnavailable(RFTError):
     """A sampling engine whose package is not installed or cannot run here."""
 
 
+class EndpointError(RFTError):
+    """A served model (an OpenAI-compatible URL) that cannot be reached or refuses the requests."""
+
+
 class StageFailed(RFTError):
     """A pipeline stage (notebook) failed; the partial executed notebook is kept for inspection."""
 

@@ -12,6 +12,7 @@ from .gguf_models import resolve_folder
 from .launch import accelerate_config_path
 from .paths import is_local_path
 from .rewards import get_reward
+from .sampling.openai_engine import api_key
 from .tracking import check_installed
 
 
@@ -25,6 +26,8 @@ def check(config: RunConfig, base_dir: Path | None = None) -> None:
         get_reward(resolved.filter.reward, "filter.reward")
     get_reward(config.stage_config("eval", 0).reward, "eval.reward")
     check_installed(config.tracking.report_to)
+    if any(config.at_iteration(i).sample.engine == "openai" for i in config.iterations_with_settings()[1:]):
+        api_key(config.openai.base_url, config.openai.api_key_env)  # unset for a remote URL: now, not in iteration 1
 
 
 def check_paths(config: RunConfig, base_dir: Path | None = None) -> None:

@@ -122,3 +122,22 @@ def test_dataset_tasks_from_gsm8k_and_math_files():
         dataset_task(math.model_copy(update={"seed_size": 4}), seed=0)
     with pytest.raises(ValueError, match="task.name dataset needs task.train and task.test"):
         TaskConfig(name="dataset")
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"", "is empty; give a JSONL file"),
+    (b'{"question": "1+1?", "answer": "2"}\n{"question": "2+2?", "answer": 4\n', ":2: not valid JSON (Expecting ',' delimiter"),
+    (b'{"question": "1+1?", "answer": "2"}\n{"question": "caf\xe9", "answer": "1"}\n', ":2: not UTF-8 text"),
+    (b'["1+1?", "2"]\n', ":1: a JSON list, not an object"),
+])
+def test_a_broken_dataset_file_is_one_line_naming_file_and_line(tmp_path, content, expected):
+    from rft_helpers.config import DatasetSource
+    from rft_helpers.data import load_dataset_rows
+    from rft_helpers.exceptions import ConfigError
+
+    path = tmp_path / "train.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as err:
+        load_dataset_rows(DatasetSource(path=str(path)), "task.train")
+    assert str(err.value).startswith(f"task.train.path: {path}") and expected in str(err.value)
+    assert "\n" not in str(err.value)

@@ -4,11 +4,10 @@ the API key kept out of everything the run writes."""
 
 from __future__ import annotations
 
-import openai
 import pytest
 
 from rft_helpers.recipes import load_config
-from rft_helpers.exceptions import ConfigError
+from rft_helpers.exceptions import ConfigError, EndpointError
 from rft_helpers.io import read_jsonl
 from rft_helpers.run import Run
 from rft_helpers.sampling import SamplingParams, get_engine
@@ -55,8 +54,8 @@ def test_sample_stage_resumes_after_the_server_goes_down(tiny_model_dir, tmp_pat
     engine = get_engine("transformers", tiny_model_dir)
     with OpenAICompatibleServer(engine, "tiny", fail_after=6) as down:  # answers 6 questions, then fails
         stage_config.openai.base_url = down.base_url
-        with pytest.raises(openai.APIStatusError):  # a 500 or 429 after the retries
-            sample.run_stage(run, 1, stage_config, progress=False)
+        with pytest.raises(EndpointError, match=rf"^{down.base_url}: the endpoint answered (500|429)"):
+            sample.run_stage(run, 1, stage_config, progress=False)  # a 500 or 429 after the retries
     parts = sorted((run.iter_dir(1) / "samples.parts").glob("*.jsonl"))
     assert len(parts) == 1  # the first chunk of 4 questions was written before the failure
 
@@ -79,5 +78,36 @@ def test_a_missing_key_or_a_key_in_the_params_is_refused(monkeypatch):
     monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
     with pytest.raises(ConfigError, match="openai.api_key_env: the environment variable NO_SUCH_KEY_VAR is not set"):
         get_engine("openai", "m", base_url="https://api.example.com/v1", api_key_env="NO_SUCH_KEY_VAR")
-    with pytest.raises(ConfigError, match="openai.api_key_env: String should match pattern"):
-        load_config(None, ["openai.api_key_env=sk-abc-123"])  # a key pasted where its variable's name goes
+    for pasted in ("sk-abc-123", "hf_SECRET123xyz", "Zx81kQ2mP0vB7nL4aW9eR3tY"):  # a key where its variable's name goes
+        with pytest.raises(ConfigError) as err:
+            load_config(None, [f"openai.api_key_env={pasted}"])
+        assert "openai.api_key_env: this looks like a key" in str(err.value) and pasted not in str(err.value)
+    assert load_config(None, ["openai.api_key_env=HF_TOKEN"]).openai.api_key_env == "HF_TOKEN"
+
+
+def test_validate_needs_the_key_variable_for_a_remote_url_before_anything_runs(monkeypatch):
+    from rft_helpers import preflight
+
+    monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
+    remote = load_config(None, ["sample.engine=openai", "openai.base_url=https://api.example.com/v1",
+                                "openai.api_key_env=NO_SUCH_KEY_VAR"])
+    with pytest.raises(ConfigError, match=r"NO_SUCH_KEY_VAR is not set .*export NO_SUCH_KEY_VAR=<your key>"):
+        preflight.check(remote)
+    monkeypatch.setenv("NO_SUCH_KEY_VAR", "secret-value")
+    preflight.check(remote)
+    preflight.check(load_config(None, ["sample.engine=openai", "openai.api_key_env=NO_SUCH_KEY_VAR"]))  # localhost
+
+
+def test_a_closed_port_is_one_line_naming_the_url():
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/v1"
+    engine = get_engine("openai", "m", base_url=url, max_retries=0, timeout_s=5)
+    with pytest.raises(EndpointError) as err:
+        engine.generate([[{"role": "user", "content": "1+1=?"}]], SamplingParams(n=1, max_new_tokens=4))
+    message = str(err.value)
+    assert message.startswith(f"{url}: cannot connect (1 tries)") and "run the same command again" in message
+    assert "\n" not in message

@@ -18,10 +18,9 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlparse
 
-from ..progress import progress as progress_bar
-
 from ..config import OpenAIConfig
-from ..exceptions import ConfigError
+from ..exceptions import ConfigError, EndpointError
+from ..progress import progress as progress_bar
 from .base import Completion, SamplingEngine, SamplingParams, continuation
 
 
@@ -32,7 +31,8 @@ def api_key(base_url: str, env_var: str) -> str:
         return key
     if urlparse(base_url).hostname in ("localhost", "127.0.0.1", "::1"):
         return "EMPTY"
-    raise ConfigError(f"openai.api_key_env: the environment variable {env_var} is not set (the key for {base_url})")
+    raise ConfigError(f"openai.api_key_env: the environment variable {env_var} is not set (the key for {base_url}); "
+                      f"export {env_var}=<your key> before rft run")
 
 
 class OpenAIEngine(SamplingEngine):
@@ -74,6 +74,26 @@ class OpenAIEngine(SamplingEngine):
                 return await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts)))
 
     async def _request(self, client, messages: list[dict], params: SamplingParams, index: int) -> list[Completion]:
+        import openai
+
+        url, tries = self.settings.base_url, self.settings.max_retries + 1
+        resume = "the chunks already written are kept: run the same command again to resume"
+        try:
+            return await self._create(client, messages, params, index)
+        except openai.APITimeoutError:
+            raise EndpointError(f"{url}: no answer within openai.timeout_s={self.settings.timeout_s:g} s, {tries} "
+                                f"tries; is the server overloaded? {resume}") from None
+        except openai.APIConnectionError:
+            raise EndpointError(f"{url}: cannot connect ({tries} tries); is the server running (vLLM's OpenAI "
+                                f"server, rft serve) and is openai.base_url right? {resume}") from None
+        except openai.AuthenticationError:
+            raise EndpointError(f"{url}: the key in ${self.settings.api_key_env} was refused (401); set the right "
+                                "key in that variable") from None
+        except openai.APIStatusError as e:
+            raise EndpointError(f"{url}: the endpoint answered {e.status_code} ({_first_line(e.message)}) for model "
+                                f"{self.model_name!r}; {resume}") from None
+
+    async def _create(self, client, messages: list[dict], params: SamplingParams, index: int) -> list[Completion]:
         response = await client.chat.completions.create(
             model=self.model_name, messages=messages, n=params.n, temperature=params.temperature,
             top_p=params.top_p, max_tokens=params.max_new_tokens, seed=params.seed * 1_000_003 + index,
@@ -95,6 +115,10 @@ class OpenAIEngine(SamplingEngine):
             for c, share in zip(choices, shares)
         ]
         return completions
+
+
+def _first_line(text: str) -> str:
+    return (text or "").strip().splitlines()[0][:200] if (text or "").strip() else "no message"
 
 
 def matched_stop(choice) -> str | None:
