@@ -12,10 +12,11 @@ so an installed wheel runs `rft run params/demo.yaml` from any folder.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
-from .exceptions import RFTError
+from .exceptions import ConfigError, RFTError
 
 
 def recipe_path(name: str) -> Path:
@@ -52,7 +53,7 @@ def cmd_run(args) -> int:
     config = _config_from_args(args)
     run_dir = config.resolved_output_dir()
     print(f"run {config.run_name} ({recipe_path(args.params)}) -> {run_dir}")
-    run = run_pipeline(config, run_dir)
+    run = run_pipeline(config, run_dir, redo=args.redo or [])
     print(format_status(run.dir))
     return 0
 
@@ -67,22 +68,29 @@ def format_status(run_dir: Path) -> str:
     from .pipeline import by_hand_note, plan
     from .run import Run
 
+    if not (Path(run_dir) / "run.json").is_file():
+        raise ConfigError(f"{run_dir}: not a run folder (no run.json); give the folder `rft run` wrote")
     run = Run(run_dir)
     stages = run.state()["stages"]
-    lines = [f"{'iteration':<10}{'stage':<14}{'status':<9}{'seconds':>8}  accuracy"]
+    lines = [f"{'iteration':<10}{'stage':<14}{'status':<12}{'seconds':>8}  accuracy"]
     for stage in plan(run.config):
         info = stages.get(stage.key, {})
+        status = run.stage_status(stage.key)
         accuracy = ""
         if stage.name == "05_evaluate" and stage.iteration is not None:
             metrics = run.metrics(stage.iteration)
-            if "eval" in metrics:
+            if isinstance(metrics.get("eval", {}).get("accuracy"), (int, float)):
                 accuracy = f"{metrics['eval']['accuracy']:.3f}"
-                if "baseline_eval" in metrics:
+                if isinstance(metrics.get("baseline_eval", {}).get("accuracy"), (int, float)):
                     accuracy += f" (baseline {metrics['baseline_eval']['accuracy']:.3f})"
+            elif status == "done":
+                accuracy = "(no accuracy in metrics.json)"
         iteration = "-" if stage.iteration is None else f"{stage.iteration:02d}"
         seconds = f"{info['seconds']:.1f}" if "seconds" in info else ""
-        line = f"{iteration:<10}{stage.name:<14}{info.get('status', 'pending'):<9}{seconds:>8}  {accuracy}"
-        line += f"  error: {info['error']}" if info.get("status") == "failed" else ""
+        line = f"{iteration:<10}{stage.name:<14}{status:<12}{seconds:>8}  {accuracy}"
+        line += f"  error: {info['error']}" if status == "failed" else ""
+        line += f"  {run.damage(stage.key)}: rft run --redo {stage.key} repairs it" if status == "damaged" else ""
+        line += "  (its process is gone: rft run resumes it)" if status == "interrupted" else ""
         lines.append(line + ("  (" + by_hand_note(info).removeprefix(", ") + ")" if info.get("by_hand") else ""))
     best = run.state().get("best")
     if best:
@@ -118,6 +126,8 @@ def make_parser() -> argparse.ArgumentParser:
     run = with_params(sub.add_parser("run", help="run or resume an RFT run"))
     run.add_argument("--output-dir", help="run folder (default outputs/<run_name>)")
     run.add_argument("--iterations", type=int, help="number of RFT iterations after iteration 0")
+    run.add_argument("--redo", action="append", metavar="STAGE",
+                     help="run a finished stage again, e.g. iter_01/04_train (one that rft status says is damaged)")
     run.set_defaults(func=cmd_run)
     with_params(sub.add_parser("validate", help="check a parameter file without running")).set_defaults(func=cmd_validate)
     status = sub.add_parser("status", help="per iteration and stage: done / failed / pending, and accuracy")
@@ -137,6 +147,13 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except RFTError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk, a folder that cannot be written: the run folder stays resumable
+        if e.errno == errno.ENOSPC:
+            print(f"error: no space left on the device{f' writing {e.filename}' if e.filename else ''}; free some "
+                  "and run the same command again (finished stages and chunks are kept)", file=sys.stderr)
+        else:
+            print(f"error: {e.filename or 'a file'}: {e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: run `rft run` again on the same folder to resume", file=sys.stderr)

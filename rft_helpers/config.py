@@ -120,6 +120,10 @@ class TaskConfig(_Strict):
     num_test: int = Field(300, gt=0, description="held-out test questions; dataset: at most")
     seed_size: int = Field(100, ge=0, description="train questions with reference solutions: warm-up and baseline data")
     system_prompt_file: str | None = Field(None, description="text file whose content becomes the system message")
+    too_long: Literal["skip", "error"] = Field(
+        "skip", description="a question whose prompt leaves no room in the model's context for the answer "
+                            "(max_new_tokens): skip it (counted in the log and metrics.json) or stop naming the row"
+    )
     step_separator: str = Field(
         "\n", min_length=1, description="what separates a solution's steps (a newline: one step per line; MATH-style: "
                                          "a blank line): how PRMs, the filter and the process check split completions"

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -86,3 +87,17 @@ def atomic_replace_dir(tmp_dir: str | Path, final_dir: str | Path) -> None:
     os.replace(tmp_dir, final_dir)
     if old.exists():
         shutil.rmtree(old)
+
+
+@contextmanager
+def scratch_folder(beside: str | Path, purpose: str) -> Iterator[Path]:
+    """A working folder next to `beside` (hidden: `.<name>.<purpose>`), emptied when entered and removed when
+    left: what a killed process leaves there is cleared by the next run of the same step, not left in /tmp."""
+    beside = Path(beside)
+    folder = beside.parent / f".{beside.name}.{purpose}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -93,37 +93,44 @@ def run_stage(run: Run, stage: Stage, notebooks_dir: Path = NOTEBOOKS_DIR) -> fl
     _check_declared(notebook, params)
     output = stage.output_notebook(run)
     output.parent.mkdir(parents=True, exist_ok=True)
+    # papermill saves the notebook after every cell: into a partial file, renamed over the output when the stage
+    # ends, so a killed stage never leaves a half-written (or empty) notebook where the finished one was
+    partial = output.with_name(f".{output.stem}.partial.ipynb")
+    before = run.snapshot(stage.key)
     run.set_stage(stage.key, status="running", started=time.strftime("%Y-%m-%dT%H:%M:%S"), error=None,
-                  by_hand=None, overrides=None, stale=None)
+                  by_hand=None, overrides=None, stale=None, pid=os.getpid(), outputs=None)
     if stage.iteration and (scheduled := run.config.schedule_values(stage.iteration, _SECTIONS[stage.name])):
         run.update_metrics(stage.iteration, "schedule", scheduled)
     start = time.perf_counter()
     try:
         with kernel_environment({PIPELINE_STAGE_ENV: f"{run.dir}::{stage.key}", **QUIET_LIBRARY_BARS}):
-            pm.execute_notebook(str(notebook), str(output), parameters=params, cwd=str(notebooks_dir),
+            pm.execute_notebook(str(notebook), str(partial), parameters=params, cwd=str(notebooks_dir),
                                 kernel_name="python3", progress_bar=False, extra_arguments=KERNEL_ARGUMENTS)
     except PapermillExecutionError as e:
         detail = f"cell {e.exec_count}: {e.ename}: {str(e.evalue).splitlines()[0] if e.evalue else ''}"
-        run.set_stage(stage.key, status="failed", error=detail, seconds=round(time.perf_counter() - start, 2))
-        tidy_output(output)
+        run.set_stage(stage.key, status="failed", error=detail, seconds=round(time.perf_counter() - start, 2),
+                      pid=None)
+        finish_output(partial, output)  # the partial notebook, to see where it failed
         raise StageFailed(stage.key, str(output), detail) from None
-    tidy_output(output)
+    finish_output(partial, output)
     seconds = round(time.perf_counter() - start, 2)
-    run.set_stage(stage.key, status="done", seconds=seconds)
+    run.set_stage(stage.key, status="done", seconds=seconds, pid=None, outputs=run.outputs_since(stage.key, before))
     if stage.iteration is not None:
         run.update_metrics(stage.iteration, "timing_s", {stage.name: seconds})
     return seconds
 
 
-def tidy_output(path: Path) -> None:
-    """The executed notebook as a reader should see it: each progress bar's last line, no widget state."""
+def finish_output(partial: Path, output: Path) -> None:
+    """The executed notebook as a reader should see it (each progress bar's last line, no widget state), moved
+    into place in one rename."""
     import nbformat
 
-    if not path.is_file():
+    if not partial.is_file():
         return
-    nb = nbformat.read(path, as_version=4)
+    nb = nbformat.read(partial, as_version=4)
     if clean_notebook(nb):
-        atomic_write_text(path, nbformat.writes(nb))
+        atomic_write_text(partial, nbformat.writes(nb))
+    os.replace(partial, output)
 
 
 @contextmanager
@@ -180,33 +187,62 @@ def run_pipeline(
     until: str | None = None,
     notebooks_dir: Path = NOTEBOOKS_DIR,
     log: Callable[[str], None] = print,
+    redo: list[str] = (),
 ) -> Run:
-    """Run (or resume) every stage of `config` in `run_dir`; stop before the stage whose key is `until`."""
+    """Run (or resume) every stage of `config` in `run_dir`; stop before the stage whose key is `until`. The
+    stages in `redo` run again although they are done (a damaged stage: `rft status` names it)."""
     preflight.check(config)
     config = preflight.absolutize_paths(config)
     run_dir = Path(run_dir or config.resolved_output_dir())
+    check_output_dir(run_dir)
     with run_lock(run_dir):
-        return _run_stages(Run.create(config, run_dir), until, notebooks_dir, log)
+        return _run_stages(Run.create(config, run_dir), until, notebooks_dir, log, list(redo))
 
 
-def _run_stages(run: Run, until: str | None, notebooks_dir: Path, log: Callable[[str], None]) -> Run:
+def check_output_dir(run_dir: Path) -> None:
+    """The run folder can be a folder and written to: else one line, before anything is written."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--output-dir: {run_dir} is a file; give a folder (new or a run's)")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-check"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"--output-dir: cannot write in {run_dir} ({e.strerror}); give a folder you can write") \
+            from None
+
+
+def _run_stages(run: Run, until: str | None, notebooks_dir: Path, log: Callable[[str], None],
+                redo: list[str] = ()) -> Run:
     stages = plan(run.config)
-    if until is not None and until not in {s.key for s in stages}:
+    keys = {s.key for s in stages}
+    if until is not None and until not in keys:
         raise ConfigError(f"stage {until!r} is not part of this run (iterations={run.config.iterations})")
+    for key in redo:
+        if key not in keys:
+            raise ConfigError(f"--redo {key}: not a stage of this run (stages: {', '.join(s.key for s in stages)})")
+        run.set_stage(key, status="pending", redo=True)
     ran_any, started, spent = False, time.perf_counter(), {}
     for stage in stages:
         if stage.key == until:
             break
         info = run.state()["stages"].get(stage.key, {})
-        status = info.get("status", "pending")
+        status = run.stage_status(stage.key)
+        if status == "damaged":
+            raise ConfigError(f"stage {stage.key} is damaged ({run.damage(stage.key)}); rerun it with "
+                              f"`rft run <params> --redo {stage.key}` (the stages after it are kept)")
         if status == "done" and not (stage.iteration is None and ran_any):
             log(f"[skip] {stage.key} (done{by_hand_note(info)})")
             continue
-        if status in ("running", "failed"):
+        if info.pop("redo", None):
+            log(f"[redo] {stage.key}")
+        elif status in ("running", "failed", "interrupted"):
             log(f"[rerun] {stage.key} (was {status}{' by hand' if info.get('by_hand') else ''})")
         elif info.get("stale"):
             log(f"[rerun] {stage.key} (its inputs changed: {info['stale']})")
         log(f"[run]  {stage.key} ...")
+        run.set_stage(stage.key, redo=None)
         seconds = run_stage(run, stage, notebooks_dir)
         ran_any = True
         spent.setdefault(stage.name, []).append(seconds)

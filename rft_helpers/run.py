@@ -12,7 +12,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -21,13 +23,16 @@ from typing import Any, Iterator, Mapping
 from pydantic import BaseModel, ValidationError
 
 from .config import RunConfig, config_from_dict, format_validation_error
-from .data import load_eval_set, read_system_prompt, write_task
+from .data import build_prompt, load_eval_set, read_system_prompt, write_task
 from .exceptions import ConfigError
 from .gguf_models import convert_gguf, converted_dir, resolve_folder
 from .io import read_json, read_jsonl, write_json, write_jsonl
 from .models import is_checkpoint, save_scratch_model
 
+logger = logging.getLogger(__name__)
+
 RUN_FILE = "run.json"
+LENGTH_CHECK = "prompt_lengths.json"  # in data/: the check of the prompts against the model's context, done once
 # Changing these never invalidates finished stages: more iterations extend a run; output_dir is where it lives.
 _EXTENDABLE = {"iterations", "output_dir"}
 STAGE_NOTEBOOKS = {"sample": "01_sample", "prm": "02_prm", "filter": "03_filter", "train": "04_train",
@@ -72,7 +77,7 @@ class Run:
 
     def __init__(self, run_dir: str | Path):
         self.dir = Path(run_dir).resolve()
-        state = read_json(self.dir / RUN_FILE)
+        state = read_state(self.dir / RUN_FILE)
         self.config: RunConfig = config_from_dict(state["config"], str(self.dir / RUN_FILE))
 
     # -- creation -------------------------------------------------------------------------------------------
@@ -82,16 +87,26 @@ class Run:
         run_dir = Path(run_dir).resolve()
         state_path = run_dir / RUN_FILE
         if state_path.exists():
-            state = read_json(state_path)
+            state = read_state(state_path)
             # Re-validated, so settings added to the toolkit since (with their defaults) do not count as changes.
             old = config_from_dict(state["config"], str(state_path)).model_dump(mode="json")
             new = config.model_dump(mode="json")
             changes = [c for c in config_changes(old, new) if c.split(":")[0] not in _EXTENDABLE]
-            if changes:
+            finished = [key for key, info in state["stages"].items() if info.get("status") == "done"]
+            if changes and finished:
                 raise ConfigError(
                     f"{state_path}: parameters differ from the finished run's ({'; '.join(changes)}); "
                     "revert them or use another --output-dir"
                 )
+            if changes:  # no stage has finished (say the dataset failed to load): the corrected recipe takes over
+                logger.warning("%s: no stage had finished; starting over with the new parameters (%s)", run_dir,
+                               "; ".join(changes))
+                for made in (run_dir / "data", run_dir / "base_model"):
+                    shutil.rmtree(made, ignore_errors=True)
+            if new["iterations"] < old["iterations"]:
+                logger.warning("%s: iterations lowered from %d to %d: the run ends at iteration %d; the files of "
+                               "later iterations stay on disk", run_dir, old["iterations"], new["iterations"],
+                               new["iterations"])
             state["config"] = new
         else:
             state = {"config": config.model_dump(mode="json"), "git_commit": git_commit(),
@@ -112,6 +127,54 @@ class Run:
             write_jsonl(self.second_set_path, load_eval_set(second))
         if self.config.model.gguf_file:
             convert_gguf(self.config.model.name_or_path, self.config.model.gguf_file)  # cached after the first run
+        if not (self.data_dir / LENGTH_CHECK).exists():
+            self.check_prompt_lengths()
+
+    def check_prompt_lengths(self) -> dict:
+        """Questions whose prompt and longest answer (sample or eval max_new_tokens) do not fit the model's context:
+        skipped from the splits (task.too_long: skip; counted in data/prompt_lengths.json and iteration 0's
+        metrics) or refused naming the row (error). A model without a stated context is not checked."""
+        from transformers import AutoConfig
+
+        from .models import load_tokenizer
+        from .sampling.base import encode_chat
+
+        try:
+            context = getattr(AutoConfig.from_pretrained(self.base_model), "max_position_embeddings", None)
+        except OSError as e:  # a hub id this machine cannot reach: the stages will say so when they load it
+            logger.warning("%s: prompt lengths not checked (cannot read the model's config: %s)", self.base_model,
+                           str(e).splitlines()[0][:120])
+            return {}
+        room = max([self.config.eval.max_new_tokens, *(self.config.at_iteration(i).sample.max_new_tokens
+                                                        for i in self.config.iterations_with_settings())])
+        report: dict = {"context": context, "room_for_answer": room, "skipped": {}}
+        if context:
+            tokenizer = load_tokenizer(self.base_model)
+            for split in ("train", "test", "seed"):
+                path = self.data_dir / f"{split}.jsonl"
+                if not path.exists():
+                    continue
+                rows = read_jsonl(path)
+                if not rows:
+                    continue
+                lengths = [len(ids) for ids in encode_chat(tokenizer, [build_prompt(r["question"], self.system_prompt)
+                                                                       for r in rows])]
+                long = [(row, n) for row, n in zip(rows, lengths) if n + room > context]
+                if long and self.config.task.too_long == "error":
+                    row, n = long[0]
+                    raise ConfigError(f"task.{'train' if split == 'seed' else split}: question {row['id']} is {n:,} "
+                                      f"prompt tokens; with {room} for the answer it exceeds the model's context "
+                                      f"of {context:,} (task.too_long: skip leaves such rows out)")
+                if long:
+                    kept = [row for row, n in zip(rows, lengths) if n + room <= context]
+                    write_jsonl(path, kept)
+                    report["skipped"][split] = len(long)
+                    logger.warning("%s: skipped %d of %d questions longer than the model's context (%d tokens, "
+                                   "%d of them kept for the answer)", path, len(long), len(rows), context, room)
+        write_json(self.data_dir / LENGTH_CHECK, report)
+        if report["skipped"]:
+            self.update_metrics(0, "data", {"too_long_skipped": report["skipped"]})
+        return report
 
     # -- paths ------------------------------------------------------------------------------------------------
     @property
@@ -233,7 +296,7 @@ class Run:
         state = self.state()
         for later in [k for k, v in state["stages"].items() if _runs_after(k, key) and v.get("status") == "done"]:
             state["stages"][later] |= {"status": "pending", "stale": f"{key} was run again by hand"}
-        state["stages"][key] = {"status": "running", "by_hand": True, "overrides": overrides,
+        state["stages"][key] = {"status": "running", "by_hand": True, "overrides": overrides, "pid": os.getpid(),
                                 "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "started_s": time.time()}
         write_json(self.dir / RUN_FILE, state)
 
@@ -244,14 +307,55 @@ class Run:
         info = self.state()["stages"].get(key, {})
         if self.in_pipeline(key) or not info.get("by_hand") or "started_s" not in info:
             return
-        self.set_stage(key, status="done", started_s=None, seconds=round(time.time() - info["started_s"], 2))
+        self.set_stage(key, status="done", started_s=None, pid=None, seconds=round(time.time() - info["started_s"], 2))
 
     # -- state ------------------------------------------------------------------------------------------------
     def state(self) -> dict:
-        return read_json(self.dir / RUN_FILE)
+        return read_state(self.dir / RUN_FILE)
 
     def stage_status(self, key: str) -> str:
-        return self.state()["stages"].get(key, {}).get("status", "pending")
+        """pending, running, done, failed; `interrupted` for a stage marked running whose process is gone (killed),
+        `damaged` for a done stage whose recorded outputs are missing or changed (see `damage`)."""
+        info = self.state()["stages"].get(key, {})
+        status = info.get("status", "pending")
+        if status == "running" and info.get("pid") and not _alive(info["pid"]):
+            return "interrupted"
+        if status == "done" and self.damage(key):
+            return "damaged"
+        return status
+
+    # -- what a stage wrote --------------------------------------------------------------------------------
+    def stage_folder(self, key: str) -> Path | None:
+        return self.dir / key.partition("/")[0] if key.startswith("iter_") else None
+
+    def snapshot(self, key: str) -> dict[str, tuple[int, int]]:
+        """The stage's folder's files (size, modification time), before the stage runs."""
+        folder = self.stage_folder(key)
+        if folder is None or not folder.is_dir():
+            return {}
+        return {str(p.relative_to(self.dir)): (p.stat().st_size, p.stat().st_mtime_ns) for p in _output_files(folder)}
+
+    def outputs_since(self, key: str, before: dict[str, tuple[int, int]]) -> dict[str, dict]:
+        """The files the stage wrote (new or changed since `before`): size, and a checksum of the small ones."""
+        outputs = {}
+        for name, stamp in self.snapshot(key).items():
+            if before.get(name) != stamp:
+                path = self.dir / name
+                outputs[name] = {"size": stamp[0],
+                                 "sha256": _sha256(path) if stamp[0] <= CHECKSUM_LIMIT_BYTES else None}
+        return outputs
+
+    def damage(self, key: str) -> str | None:
+        """What is wrong with a finished stage's recorded outputs (the first problem), or None when all is whole."""
+        for name, recorded in self.state()["stages"].get(key, {}).get("outputs", {}).items():
+            path = self.dir / name
+            if not path.is_file():
+                return f"{name} is missing"
+            if path.stat().st_size != recorded["size"]:
+                return f"{name} is {path.stat().st_size:,} bytes, not the {recorded['size']:,} it was written with"
+            if recorded.get("sha256") and _sha256(path) != recorded["sha256"]:
+                return f"{name} changed since the stage wrote it"
+        return None
 
     def set_stage(self, key: str, **fields) -> None:
         """Update a stage's entry in run.json; a field given as None is removed."""
@@ -293,6 +397,46 @@ class Run:
         metrics[section] = {**metrics[section], **values} if merging else values
         write_json(self.iter_dir(iteration) / "metrics.json", metrics)
         return metrics
+
+
+CHECKSUM_LIMIT_BYTES = 4_000_000  # outputs up to this size get a checksum; larger ones (weights) their size
+
+
+def _output_files(folder: Path) -> list[Path]:
+    """A stage folder's result files: not the notebooks, metrics.json (every stage adds to it), hidden or
+    partial files."""
+    return [p for p in folder.rglob("*") if p.is_file() and p.suffix != ".ipynb" and p.name != "metrics.json"
+            and not any(part.startswith(".") or part.endswith(".parts") for part in p.relative_to(folder).parts)]
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def read_state(path: Path) -> dict:
+    """run.json, checked for the shape rft writes (an object with config and stages): anything else is one line."""
+    state = read_json(path)
+    if not isinstance(state, dict) or not isinstance(state.get("config"), dict) \
+            or not isinstance(state.get("stages"), dict):
+        raise ConfigError(f"{path}: not a run.json written by rft (expected an object with 'config' and 'stages'); "
+                          "restore it, or move the folder away and use another --output-dir")
+    return state
 
 
 def _runs_after(key: str, other: str) -> bool:

@@ -20,6 +20,7 @@ import functools
 import json
 import logging
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -30,6 +31,7 @@ from typing import Callable
 import torch
 
 from .config import LoraSettings
+from .io import scratch_folder
 from .models import adapter_base, is_adapter, load_model, load_tokenizer, save_checkpoint
 from .progress import quiet_trainer_progress
 
@@ -175,9 +177,10 @@ def train(
     tokenizer = load_tokenizer(model_path)
     model, peft_config = trainable_model(model_path, lora, attn_implementation)
     previous_steps = saved_steps(model_path) if resume else None
-    with tempfile.TemporaryDirectory(prefix="rft-trainer-") as scratch:  # trainer logs; the model goes to output_dir
+    # the trainer's own folder (logs); the model goes to output_dir
+    with scratch_folder(output_dir, f"trainer-scratch-{os.environ.get('RANK', '0')}") as scratch:  # one per process
         args = config_class(
-            output_dir=scratch,
+            output_dir=str(scratch),
             learning_rate=learning_rate,
             lr_scheduler_type=lr_scheduler,
             warmup_steps=warmup_ratio,  # below 1: a fraction of the steps

@@ -13,6 +13,9 @@ from rft_helpers.models import save_scratch_model
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "params" / "smoke.yaml"
+SHARED_DATA = ROOT.parent / "shared" / "data"  # GSM8K and MATH as JSONL, beside the checkout
+needs_shared_data = pytest.mark.skipif(not SHARED_DATA.is_dir(),
+                                       reason=f"{SHARED_DATA} (GSM8K, MATH) is not beside this checkout")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 

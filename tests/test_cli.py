@@ -39,7 +39,7 @@ def test_a_recipe_shipped_with_the_package_is_found_from_any_folder(tmp_path, mo
 
 def test_status_of_a_missing_run_is_one_line_error(tmp_path, capsys):
     assert main(["status", str(tmp_path)]) == 2
-    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'run.json'}: file not found"
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path}: not a run folder (no run.json); give the folder `rft run` wrote"
 
 
 def _stage_status(run_dir: Path, key: str) -> str | None:

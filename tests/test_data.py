@@ -9,6 +9,8 @@ from rft_helpers.exceptions import ConfigError
 from rft_helpers.io import read_jsonl, write_jsonl
 from rft_helpers.rewards import extract_answer
 
+from conftest import needs_shared_data
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data beside the checkout
 
 
@@ -81,6 +83,7 @@ def test_word_arithmetic_questions_are_plain_english_with_numeric_answers():
     assert not any("3-digit" in row["kind"] for row in short["train"])
 
 
+@needs_shared_data
 def test_second_sets_load_from_local_files_with_their_reference_answers(tmp_path):
     gsm8k = load_eval_set(EvalSetConfig(path=str(SHARED / "gsm8k" / "test.jsonl"), num_questions=5))
     assert len(gsm8k) == 5 and gsm8k[0]["answer"] == "18" and gsm8k[0]["id"] == "gsm8k-00000"
@@ -100,6 +103,7 @@ def test_second_sets_load_from_local_files_with_their_reference_answers(tmp_path
         load_eval_set(EvalSetConfig(path=str(tmp_path / "nothing.jsonl")))
 
 
+@needs_shared_data
 def test_dataset_tasks_from_gsm8k_and_math_files():
     gsm8k = TaskConfig(name="dataset", num_train=40, num_test=10, seed_size=8,
                        train=DatasetSource(path=str(SHARED / "gsm8k" / "train.jsonl")),

@@ -10,9 +10,12 @@ from rft_helpers.recipes import load_config
 from rft_helpers.io import read_jsonl
 from rft_helpers.pipeline import run_pipeline
 
+from conftest import needs_shared_data
+
 RECIPE = Path(__file__).resolve().parent.parent / "params" / "gsm8k_tiny.yaml"
 
 
+@needs_shared_data
 @pytest.mark.slow
 def test_gsm8k_recipe_loads_prompts_scores_and_evaluates(tmp_path):
     config = load_config(RECIPE, ["task.num_train=32", "task.num_test=8", "task.seed_size=8", "warmup.max_steps=2",

@@ -10,7 +10,6 @@ the target distribution [1 - y, y]: y is the step's share of successful rollouts
 
 from __future__ import annotations
 
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ..exceptions import ConfigError
+from ..io import scratch_folder
 from ..models import is_adapter, load_tokenizer, save_checkpoint
 from ..progress import quiet_trainer_progress
 from .token_classification import encode_steps, write_prm_config
@@ -100,9 +100,9 @@ def train_prm(backbone: str | Path, rows: list[dict], output_dir: str | Path, *,
         dtype=torch.float32)
     hf_logging.set_verbosity_warning()
     dataset = Dataset.from_list([tokenize(tokenizer, row, separator, soft) for row in rows])
-    with tempfile.TemporaryDirectory(prefix="rft-prm-") as scratch:
+    with scratch_folder(output_dir, "trainer-scratch") as scratch:  # cleared again by a rerun after a kill
         args = TrainingArguments(
-            output_dir=scratch, learning_rate=learning_rate, num_train_epochs=num_epochs,
+            output_dir=str(scratch), learning_rate=learning_rate, num_train_epochs=num_epochs,
             per_device_train_batch_size=batch_size, lr_scheduler_type="linear", warmup_steps=0.05, logging_steps=1,
             save_strategy="no", report_to="none", seed=seed, bf16=bf16, use_cpu=not torch.cuda.is_available(),
             dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=True)
