@@ -57,6 +57,7 @@ bench: setup setup-vllm
 	$(BIN)/python bench/sampling.py
 	$(BIN)/python bench/answer_checker.py
 	$(BIN)/python bench/real_model_sampling.py
+	$(BIN)/python bench/faults.py
 
 # The stage notebooks' parameters cells are written from rft_helpers/config.py: run this after adding a setting.
 notebooks: setup

@@ -309,6 +309,9 @@ class OptimizationSettings(_Strict):
     gradient_accumulation_steps: int = Field(
         1, gt=0, description="batches whose gradients add up to one optimizer step: a step sees batch_size x this "
                              "x num_processes sequences")
+    save_every_steps: int | None = Field(
+        None, gt=0, description="save the trainer's state every that many steps; a stage killed mid-training resumes "
+                                "from the last save (None: a killed stage trains from the start; not with init resume)")
 
 
 class TrainConfig(OptimizationSettings):
@@ -375,7 +378,8 @@ OWNED_TRAINER_FIELDS = {
     "gradient_accumulation_steps": "train.gradient_accumulation_steps", "beta": "train.beta",
     "num_generations": "sample.n", "max_completion_length": "sample.max_new_tokens",
     "temperature": "sample.temperature", "top_p": "sample.top_p", "reward_weights": "train.prm_weight",
-    "rpo_alpha": "train.dpo_sft_weight", "padding_free": "train.batching", "group_by_length": "train.batching",
+    "rpo_alpha": "train.dpo_sft_weight", "save_steps": "train.save_every_steps", "save_total_limit": None,
+    "padding_free": "train.batching", "group_by_length": "train.batching",
 }
 TRAINER_CONFIGS = {"sft": "SFTConfig", "dpo": "DPOConfig", "grpo": "GRPOConfig"}
 

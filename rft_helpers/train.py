@@ -47,6 +47,7 @@ class TrainResult:
     reward_history: list[float] = field(default_factory=list)  # GRPO: mean reward of each step's samples
     learning_rates: list[float] = field(default_factory=list)  # the rate at each logged step
     epochs: float | None = None  # passes over the records, as the trainer counts them
+    resumed_from_step: int | None = None  # a killed call's last save that this one continued from
 
     @property
     def summary(self) -> dict:
@@ -54,6 +55,7 @@ class TrainResult:
         return {
             "steps": self.steps, "examples": self.examples, "seconds": round(self.seconds, 2),
             "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
+            **({"resumed_from_step": self.resumed_from_step} if self.resumed_from_step else {}),
         }
 
 
@@ -162,6 +164,7 @@ def train(
     user_trainer_args: dict | None = None,
     report_to: list[str] | None = None,
     progress_label: str = "train",
+    save_every_steps: int | None = None,
 ) -> TrainResult:
     """Train the model at `model_path` with a TRL trainer on `records` and save model + tokenizer to `output_dir`;
     with `lora`, train adapters only (see `trainable_model`).
@@ -170,17 +173,22 @@ def train(
     from the state saved with `model_path` (when there is one): the same Adam moments and step count, with the
     learning-rate schedule stretched over the steps done and this call's. Steps and losses reported are this call's.
     `user_trainer_args` are the recipe's own fields of the trainer's config (train.trainer_args, checked by
-    `rft validate`); they come last. `report_to` names the trackers the trainer logs its steps to (the caller
+    `rft validate`); they come last. `save_every_steps` saves the trainer's state (weights, optimizer, scheduler,
+    RNG, step) every that many steps beside `output_dir` (`.<name>.resume/`); a call that finds such a save (the
+    process was killed) resumes from it, replaying the same batches, and ends with the weights an uninterrupted call
+    would have. Not with `resume`, which continues from `model_path`'s saved state instead. `report_to` names the trackers the trainer logs its steps to (the caller
     points them at the run's tracker run: tracking.trainer_environment)."""
     from datasets import Dataset
 
     tokenizer = load_tokenizer(model_path)
     model, peft_config = trainable_model(model_path, lora, attn_implementation)
     previous_steps = saved_steps(model_path) if resume else None
-    # the trainer's own folder (logs); the model goes to output_dir
+    saves = Path(output_dir).parent / f".{Path(output_dir).name}.resume" if save_every_steps and not resume else None
+    resume_from = last_save(saves) if saves else None
+    # the trainer's own folder (logs, and the periodic saves when asked for); the model goes to output_dir
     with scratch_folder(output_dir, f"trainer-scratch-{os.environ.get('RANK', '0')}") as scratch:  # one per process
         args = config_class(
-            output_dir=str(scratch),
+            output_dir=str(saves or scratch),
             learning_rate=learning_rate,
             lr_scheduler_type=lr_scheduler,
             warmup_steps=warmup_ratio,  # below 1: a fraction of the steps
@@ -193,13 +201,14 @@ def train(
             logging_steps=1,
             optim="adamw_torch_fused",
             gradient_checkpointing=gradient_checkpointing,  # TRL turns it on by default
-            save_strategy="no",
+            **({"save_strategy": "steps", "save_steps": save_every_steps, "save_total_limit": 1} if saves
+               else {"save_strategy": "no"}),
             report_to=report_to or "none",
             seed=seed,
             bf16=bf16,  # autocast only; False by default since TRL refuses to start on CPU with its bf16 default
             use_cpu=not torch.cuda.is_available(),
             dataloader_num_workers=0,
-            ignore_data_skip=True,  # resumed on new data: start at its first batch
+            ignore_data_skip=resume_from is None,  # init resume: new data, start at its first batch
             **(({"max_length": getattr(model.config, "max_position_embeddings", None)}
                 if "max_length" in config_class.__dataclass_fields__ else {}) | (trainer_args or {})
                | (user_trainer_args or {})),
@@ -212,7 +221,11 @@ def train(
                                 processing_class=tokenizer, peft_config=peft_config)
         quiet_trainer_progress(trainer, progress_label)  # one bar, no table row per step: the loss plot has them
         start = time.perf_counter()
-        trainer.train(resume_from_checkpoint=str(model_path) if previous_steps is not None else None)
+        if resume_from:
+            logger.info("resuming at step %s from %s (the last save before the process stopped)",
+                        resume_from.name.rpartition("-")[2], resume_from)
+        trainer.train(resume_from_checkpoint=str(model_path) if previous_steps is not None
+                      else str(resume_from) if resume_from else None)
         seconds = time.perf_counter() - start
     first_step = previous_steps or 0
     losses = [log["loss"] for log in trainer.state.log_history if "loss" in log and log["step"] > first_step]
@@ -233,8 +246,17 @@ def train(
         save_distributed(trainer, tokenizer, output_dir, merge, state)
     logger.info("trained %d steps on %d records in %.1fs", steps, len(records), seconds)
     rewards = [log["reward"] for log in trainer.state.log_history if "reward" in log and log["step"] > first_step]
+    if saves and trainer.args.should_save:  # the checkpoint is whole: the periodic saves are done with
+        shutil.rmtree(saves, ignore_errors=True)
     return TrainResult(steps=steps, examples=len(records), seconds=seconds, loss_history=losses,
-                       reward_history=rewards, learning_rates=rates, epochs=trainer.state.epoch)
+                       reward_history=rewards, learning_rates=rates, epochs=trainer.state.epoch,
+                       resumed_from_step=int(resume_from.name.rpartition("-")[2]) if resume_from else None)
+
+
+def last_save(folder: Path) -> Path | None:
+    """The newest `checkpoint-<step>` a trainer saved in `folder` that is whole (its trainer state written last)."""
+    saves = [p for p in folder.glob("checkpoint-*") if (p / TRAINER_STATE).is_file()] if folder.is_dir() else []
+    return max(saves, key=lambda p: int(p.name.rpartition("-")[2]), default=None)
 
 
 def save_distributed(trainer, tokenizer, output_dir: str | Path, merge_adapter: bool,

@@ -11,6 +11,8 @@ from rft_helpers.recipes import load_config
 from rft_helpers.io import read_jsonl
 from rft_helpers.pipeline import run_pipeline
 
+from conftest import needs_shared_data
+
 RECIPE = Path(__file__).resolve().parent.parent / "params" / "smollm2_arithmetic.yaml"
 pytestmark = [
     pytest.mark.slow,
@@ -18,6 +20,7 @@ pytestmark = [
 ]
 
 
+@needs_shared_data  # the recipe's forgetting check is GSM8K
 def test_the_recipe_runs_every_stage_on_smollm2(tmp_path, smollm2_dir):
     """params/smollm2_arithmetic.yaml, shrunk to a few questions: every stage, the GSM8K check included."""
     config = load_config(RECIPE, [

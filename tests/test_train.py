@@ -378,3 +378,39 @@ def test_the_warmup_takes_its_own_schedule_and_the_trainer_args_of_sft_only(smok
     assert (warmup.lr_scheduler, warmup.weight_decay, warmup.gradient_accumulation_steps) == ("constant", 0.01, 1)
     assert warmup.trainer_args == {} and rft.trainer_args == {"loss_type": ["ipo"]}
     assert (rft.lr_scheduler, rft.gradient_accumulation_steps) == ("cosine", 4)
+
+
+KILL_AFTER_FIRST_SAVE = """
+import json, os, signal, sys
+import transformers
+from rft_helpers.train import sft_train
+
+save = transformers.Trainer._save_checkpoint
+def save_then_die(self, *args, **kwargs):  # a kill right after the trainer's first save
+    save(self, *args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+transformers.Trainer._save_checkpoint = save_then_die
+model, examples, out = sys.argv[1:]
+sft_train(model, json.load(open(examples)), out, learning_rate=3e-3, batch_size=4, max_steps=12, save_every_steps=4)
+"""
+
+
+def test_a_killed_training_resumes_at_its_last_save_with_the_same_final_weights(tiny_model_dir, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    whole = sft_train(tiny_model_dir, EXAMPLES, tmp_path / "whole", learning_rate=3e-3, batch_size=4, max_steps=12,
+                      save_every_steps=4)
+    assert whole.resumed_from_step is None and not list(tmp_path.glob(".whole.*"))  # nothing left beside it
+    (tmp_path / "examples.json").write_text(json.dumps(EXAMPLES))
+    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_FIRST_SAVE, str(tiny_model_dir),
+                             str(tmp_path / "examples.json"), str(tmp_path / "killed")], timeout=600)
+    assert killed.returncode == -9 and not (tmp_path / "killed").exists()
+    assert [p.name for p in (tmp_path / ".killed.resume").glob("checkpoint-*")] == ["checkpoint-4"]
+    resumed = sft_train(tiny_model_dir, EXAMPLES, tmp_path / "killed", learning_rate=3e-3, batch_size=4,
+                        max_steps=12, save_every_steps=4)
+    assert resumed.resumed_from_step == 4 and resumed.steps == 12 and len(resumed.loss_history) == 12
+    assert not (tmp_path / ".killed.resume").exists()
+    a, b = load_model(tmp_path / "whole").state_dict(), load_model(tmp_path / "killed").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # as if it had never been killed

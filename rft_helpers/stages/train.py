@@ -99,6 +99,7 @@ def training_options(run: Run, iteration: int, config: TrainStageConfig, max_ste
                 warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay,
                 max_grad_norm=config.max_grad_norm, gradient_accumulation_steps=config.gradient_accumulation_steps,
                 user_trainer_args=config.trainer_args, report_to=config.tracking.report_to,
+                save_every_steps=config.save_every_steps,
                 progress_label="warm-up" if iteration == 0 else f"train iteration {iteration}")
 
 
