@@ -363,6 +363,9 @@ class TrainConfig(OptimizationSettings):
         if self.init == "resume" and self.method == "lora" and self.lora.merge:
             raise ValueError("init resume with method lora needs lora.merge false: the optimizer state belongs to "
                              "the adapter, not to merged weights")
+        if self.init == "resume" and self.save_every_steps:
+            raise ValueError("save_every_steps cannot be used with init resume (a resumed stage continues from the "
+                             "previous checkpoint's saved state); set one of them")
         return self
 
 

@@ -219,3 +219,9 @@ def test_a_params_file_that_is_not_utf8_is_one_line(tmp_path):
     params.write_bytes(b"run_name: caf\xe9\n")
     with pytest.raises(ConfigError, match=r"p.yaml: not UTF-8 text \(byte 13\); save the params file as UTF-8$"):
         load_config(params)
+
+
+def test_mid_stage_saves_and_init_resume_do_not_mix():
+    with pytest.raises(ConfigError, match="save_every_steps cannot be used with init resume"):
+        load_config(None, ["train.init=resume", "train.save_every_steps=50"])
+    assert load_config(None, ["train.save_every_steps=50"]).train.save_every_steps == 50
