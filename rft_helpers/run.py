@@ -101,7 +101,8 @@ class Run:
             if changes:  # no stage has finished (say the dataset failed to load): the corrected recipe takes over
                 logger.warning("%s: no stage had finished; starting over with the new parameters (%s)", run_dir,
                                "; ".join(changes))
-                for made in (run_dir / "data", run_dir / "base_model"):
+                # what the old parameters made: the data, the scratch model, the first stage's partial work
+                for made in [run_dir / "data", run_dir / "base_model", *run_dir.glob("iter_*")]:
                     shutil.rmtree(made, ignore_errors=True)
             if new["iterations"] < old["iterations"]:
                 logger.warning("%s: iterations lowered from %d to %d: the run ends at iteration %d; the files of "

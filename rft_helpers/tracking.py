@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +24,8 @@ from .exceptions import ConfigError
 from .io import read_json, read_jsonl, write_json
 from .records import completion_text
 from .run import Run
+
+logger = logging.getLogger(__name__)
 
 STATE_FILE = "tracking.json"
 # metrics.json sections logged as scalars (numbers only; lists such as loss histories are the trainers' to log)
@@ -135,7 +138,11 @@ def log_iteration(run: Run, iteration: int) -> list[str]:
     scalars["iteration/total_seconds"] = sum(run.metrics(iteration).get("timing_s", {}).values())
     samples = sample_answers(run, iteration, config.samples_logged)
     for name in config.report_to:
-        LOGGERS[name](run, config, iteration, scalars, samples)
+        try:
+            LOGGERS[name](run, config, iteration, scalars, samples)
+        except Exception as e:  # noqa: BLE001 - a tracker that fails (a server gone) must not fail the run
+            logger.warning("tracking: iteration %d not logged to %s (%s: %s); metrics.json has it", iteration,
+                           name, type(e).__name__, str(e).splitlines()[0][:160] if str(e) else "")
     state = _state(run)  # MLflow may have added its run id
     state["logged"] = sorted({*state["logged"], iteration})
     write_json(run.dir / STATE_FILE, state)
