@@ -185,6 +185,9 @@ class SampleConfig(_Strict):
         1.0, description="0 means greedy; auto: chosen each iteration by B-STaR's balance score (see auto_*)"
     )
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus sampling mass")
+    top_k: int = Field(0, ge=0, description="sample among the k likeliest tokens only (0: all); every engine")
+    min_p: float = Field(0.0, ge=0.0, le=1.0, description="drop tokens below min_p x the likeliest one's probability "
+                                                          "(0: none); every engine")
     max_new_tokens: int = Field(64, gt=0, description="longest completion, in tokens")
     batch_size: int = Field(64, gt=0, description="prompts per generate call (each expands to n sequences)")
     chunk_questions: int = Field(
@@ -380,7 +383,8 @@ OWNED_TRAINER_FIELDS = {
     "weight_decay": "train.weight_decay", "max_grad_norm": "train.max_grad_norm",
     "gradient_accumulation_steps": "train.gradient_accumulation_steps", "beta": "train.beta",
     "num_generations": "sample.n", "max_completion_length": "sample.max_new_tokens",
-    "temperature": "sample.temperature", "top_p": "sample.top_p", "reward_weights": "train.prm_weight",
+    "temperature": "sample.temperature", "top_p": "sample.top_p", "top_k": "sample.top_k", "min_p": "sample.min_p",
+    "reward_weights": "train.prm_weight",
     "rpo_alpha": "train.dpo_sft_weight", "save_steps": "train.save_every_steps", "save_total_limit": None,
     "padding_free": "train.batching", "group_by_length": "train.batching",
 }

@@ -109,6 +109,7 @@ def dpo_train(model_path: str | Path, pairs: list[dict], output_dir: str | Path,
 
 def grpo_train(model_path: str | Path, questions: list[dict], output_dir: str | Path, *, reward_fn,
                num_generations: int, max_completion_length: int, temperature: float, top_p: float = 1.0,
+               top_k: int = 0, min_p: float = 0.0,
                beta: float = 0.0, prm: dict | None = None, prm_weight: float = 0.0, **options) -> TrainResult:
     """On-policy GRPO (TRL's GRPOTrainer): each step samples `num_generations` completions per question, scores
     them with `reward_fn` (the filter stage's reward, or its name: same signature) and pushes up the ones better
@@ -129,7 +130,7 @@ def grpo_train(model_path: str | Path, questions: list[dict], output_dir: str | 
                          f"sample.n={num_generations} (GRPO compares the n samples of a question within a step)")
     records = [{"prompt": q["prompt"], "answer": q["answer"]} for q in questions]
     grpo_args = {"num_generations": num_generations, "max_completion_length": max_completion_length,
-                 "temperature": temperature, "top_p": top_p, "beta": beta,
+                 "temperature": temperature, "top_p": top_p, "top_k": top_k, "min_p": min_p or None, "beta": beta,
                  "reward_weights": [1.0, prm_weight][: len(rewards)]}
     trainer_class = functools.partial(GRPOTrainer, reward_funcs=rewards)
     return train(model_path, records, output_dir, GRPOConfig, trainer_class, grpo_args,

@@ -66,7 +66,7 @@ def test_resume_after_the_run_is_killed_mid_stage(tmp_path):
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=400)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "[skip] iter_00/05_evaluate (done)" in out.stdout
-    assert "[rerun] iter_01/01_sample (was running)" in out.stdout
+    assert "[rerun] iter_01/01_sample (was interrupted)" in out.stdout  # its process is gone
     assert {k: (run_dir / f"{k}.ipynb").stat().st_mtime_ns for k in finished} == finished  # not re-executed
     status = subprocess.run([sys.executable, "-m", "rft_helpers.cli", "status", str(run_dir)], capture_output=True,
                             text=True, cwd=ROOT)

@@ -167,3 +167,29 @@ def test_a_prompt_ending_with_an_assistant_message_is_continued(engine):
     assert ids[: len(fresh)] == fresh
     outputs = engine.generate([begun], SamplingParams(n=2, temperature=1.0, max_new_tokens=5, seed=1))
     assert [len(o) for o in outputs] == [2]
+
+
+@pytest.mark.parametrize("restriction", [{"top_k": 1}, {"min_p": 1.0}])
+def test_top_k_and_min_p_narrow_the_choice_in_the_transformers_engine(tiny_model_dir, restriction):
+    """At temperature 1, only the likeliest token survives top_k=1 or min_p=1: the samples are the greedy answer."""
+    engine = get_engine("transformers", tiny_model_dir)
+    greedy = engine.generate(PROMPTS, SamplingParams(n=1, temperature=0.0, max_new_tokens=12))
+    narrowed = engine.generate(PROMPTS, SamplingParams(n=3, temperature=1.0, max_new_tokens=12, **restriction))
+    free = engine.generate(PROMPTS, SamplingParams(n=3, temperature=1.0, max_new_tokens=12))
+    assert all(c.text == g[0].text for out, g in zip(narrowed, greedy) for c in out)
+    assert any(c.text != g[0].text for out, g in zip(free, greedy) for c in out)  # unrestricted, they differ
+
+
+def test_top_k_and_min_p_go_to_an_openai_endpoint_only_when_set(tiny_model_dir):
+    from rft_helpers.sampling.openai_engine import extra_body
+    from rft_helpers.sampling.openai_server import OpenAICompatibleServer
+
+    user = [{"role": "user", "content": "1+1=?"}]
+    assert extra_body(user, SamplingParams()) == {}  # a plain OpenAI endpoint sees the standard fields only
+    assert extra_body(user, SamplingParams(top_k=5, min_p=0.1)) == {"top_k": 5, "min_p": 0.1}
+    local = get_engine("transformers", tiny_model_dir)
+    greedy = local.generate(PROMPTS[:2], SamplingParams(n=1, temperature=0.0, max_new_tokens=12))
+    with OpenAICompatibleServer(local, "tiny") as served:
+        remote = get_engine("openai", "unused", base_url=served.base_url, model="tiny")
+        narrowed = remote.generate(PROMPTS[:2], SamplingParams(n=2, temperature=1.0, top_k=1, max_new_tokens=12))
+    assert all(c.text == g[0].text for out, g in zip(narrowed, greedy) for c in out)

@@ -54,7 +54,7 @@ def test_recipe_stages_through_vllm_match_transformers(tmp_path, smollm2_dir):
 
 
 @pytest.mark.slow
-def test_vllm_says_which_stop_string_ended_a_step(smollm2_dir):
+def test_vllm_says_which_stop_string_ended_a_step_and_takes_top_k_and_min_p(smollm2_dir):
     """Search continues a candidate whose step ended at the separator and finishes one that ended otherwise:
     vLLM's stop_reason tells them apart."""
     from rft_helpers.sampling import get_engine
@@ -62,7 +62,12 @@ def test_vllm_says_which_stop_string_ended_a_step(smollm2_dir):
     engine = get_engine("vllm", smollm2_dir, dtype="float32", enforce_eager=True, max_model_len=256, kv_cache_gib=1)
     prompt = [{"role": "user", "content": "Write the numbers 1 to 5, one per line."}]
     (completions,) = engine.generate([prompt], SamplingParams(n=4, temperature=0.7, max_new_tokens=24, stop=("\n",)))
+    # top_k and min_p reach vLLM's sampler: at top_k=1 or min_p=1 only the likeliest token is left, as in greedy
+    (greedy,) = engine.generate([prompt], SamplingParams(n=1, temperature=0.0, max_new_tokens=12))
+    narrowed = [engine.generate([prompt], SamplingParams(n=2, temperature=1.0, max_new_tokens=12, **r))[0]
+                for r in ({"top_k": 1}, {"min_p": 1.0})]
     engine.close()
+    assert {c.text for out in narrowed for c in out} == {greedy[0].text}
     assert all("\n" not in c.text for c in completions)
     assert any(c.stop_string == "\n" for c in completions)
     assert all(c.stop_string in ("\n", None) for c in completions)

@@ -20,6 +20,8 @@ class SamplingParams:
     n: int = 1
     temperature: float = 1.0  # 0 means greedy
     top_p: float = 1.0
+    top_k: int = 0  # sample among the k likeliest tokens only (0: all)
+    min_p: float = 0.0  # drop tokens less likely than min_p x the likeliest one's probability (0: none)
     max_new_tokens: int = 64
     seed: int = 0
     stop: tuple[str, ...] = field(default_factory=tuple)

@@ -16,7 +16,8 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from ..progress import progress as progress_bar
-from transformers import LogitsProcessor, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+from transformers import (LogitsProcessor, LogitsProcessorList, MinPLogitsWarper, TemperatureLogitsWarper,
+                          TopKLogitsWarper, TopPLogitsWarper)
 
 from .attention import cpu_attention
 from .base import Completion, SamplingEngine, SamplingParams, encode_chat
@@ -80,8 +81,12 @@ class TransformersEngine(SamplingEngine):
         sampler = LogitsProcessorList()
         if not params.greedy:
             sampler.append(TemperatureLogitsWarper(params.temperature))
+            if params.top_k:
+                sampler.append(TopKLogitsWarper(params.top_k))
             if params.top_p < 1.0:
                 sampler.append(TopPLogitsWarper(params.top_p))
+            if params.min_p:
+                sampler.append(MinPLogitsWarper(params.min_p))
             sampler.append(InverseCDFSampler(generator))
         copies = params.n
         cache = None

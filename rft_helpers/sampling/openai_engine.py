@@ -98,9 +98,7 @@ class OpenAIEngine(SamplingEngine):
             model=self.model_name, messages=messages, n=params.n, temperature=params.temperature,
             top_p=params.top_p, max_tokens=params.max_new_tokens, seed=params.seed * 1_000_003 + index,
             stop=list(params.stop) or None,
-            # an answer begun (a rollout from a step's prefix): vLLM's server continues the final message
-            extra_body={"add_generation_prompt": False, **continuation(messages)} if messages[-1]["role"] == "assistant"
-            else None,
+            extra_body=extra_body(messages, params) or None,
         )
         usage = response.usage
         prompt_tokens = usage.prompt_tokens if usage else 0
@@ -115,6 +113,20 @@ class OpenAIEngine(SamplingEngine):
             for c, share in zip(choices, shares)
         ]
         return completions
+
+
+def extra_body(messages: list[dict], params: SamplingParams) -> dict:
+    """Request fields beyond the OpenAI schema, sent only when used: `top_k` and `min_p` (vLLM's server takes them;
+    an endpoint that does not answers 400, which stops the stage with one line instead of sampling otherwise than
+    asked), and for an answer begun (a rollout from a step's prefix) vLLM's continuation of the final message."""
+    body: dict = {}
+    if params.top_k:
+        body["top_k"] = params.top_k
+    if params.min_p:
+        body["min_p"] = params.min_p
+    if messages[-1]["role"] == "assistant":
+        body |= {"add_generation_prompt": False, **continuation(messages)}
+    return body
 
 
 def _first_line(text: str) -> str:

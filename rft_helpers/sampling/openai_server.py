@@ -69,7 +69,8 @@ class OpenAICompatibleServer:
 
     def complete(self, body: dict) -> dict:
         params = SamplingParams(n=int(body.get("n") or 1), temperature=float(body.get("temperature", 1.0)),
-                                top_p=float(body.get("top_p") or 1.0), max_new_tokens=int(body.get("max_tokens") or 64),
+                                top_p=float(body.get("top_p") or 1.0), top_k=int(body.get("top_k") or 0),
+                                min_p=float(body.get("min_p") or 0.0), max_new_tokens=int(body.get("max_tokens") or 64),
                                 seed=int(body.get("seed") or 0), stop=tuple(body.get("stop") or ()))
         with self._model_lock:  # one generate at a time: engines are not thread-safe
             completions = self.engine.generate([body["messages"]], params)[0]

@@ -90,7 +90,8 @@ class VLLMEngine(SamplingEngine):
         # A seed per request makes samples independent of batching; the CPU backend cannot seed requests
         # ("CPU Generator does not use offset"), so there the engine's global seed is used.
         seed = None if current_platform.is_cpu() else params.seed * 1_000_003 + request_index
-        return VSamplingParams(n=params.n, temperature=params.temperature, top_p=params.top_p, seed=seed, **common)
+        return VSamplingParams(n=params.n, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
+                               min_p=params.min_p, seed=seed, **common)
 
     def _generate(self, prompts: list[list[dict]], params: SamplingParams, progress: bool) -> list[list[Completion]]:
         from vllm.inputs import TokensPrompt

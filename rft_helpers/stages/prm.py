@@ -73,6 +73,7 @@ def label_steps(run: Run, iteration: int, config: PRMStageConfig, chosen: LabelS
         rows, numbers = search_labels(run, iteration, samples, hard=config.labels == "hard")
     else:
         params = SamplingParams(n=config.rollouts, temperature=config.temperature, top_p=config.sample.top_p,
+                                top_k=config.sample.top_k, min_p=config.sample.min_p,
                                 max_new_tokens=config.sample.max_new_tokens, seed=run.iteration_seed(iteration) + 31)
         rows, numbers = monte_carlo_labels(engine, samples, get_reward(config.filter.reward), config.filter.reward,
                                            params, run.config.task.step_separator, hard=config.labels == "hard",

@@ -121,8 +121,9 @@ def probe_temperatures(run: Run, iteration: int, engine: SamplingEngine, questio
     probe = questions[:config.auto_questions]
     scores = {}
     for temperature in sorted(config.auto_temperatures):
-        params = SamplingParams(n=config.n, temperature=temperature, top_p=config.top_p,
-                                max_new_tokens=config.max_new_tokens, seed=run.iteration_seed(iteration) + 7919)
+        params = SamplingParams(n=config.n, temperature=temperature, top_p=config.top_p, top_k=config.top_k,
+                                min_p=config.min_p, max_new_tokens=config.max_new_tokens,
+                                seed=run.iteration_seed(iteration) + 7919)
         rows = score_samples(sample_rows(engine, probe, run.system_prompt, params, progress), reward,
                              config.filter.reward)
         scores[temperature] = round(balance_score(rows, config.filter, config.auto_target_correct), 4)
@@ -173,8 +174,8 @@ def sample_chunk(run: Run, iteration: int, config: SampleStageConfig, engine: Sa
         write_jsonl(search_path(path), [{"compute": compute.as_record(), "trees": trees}])
         write_jsonl(path, rows)
         return compute.tokens
-    params = SamplingParams(n=config.n, temperature=config.temperature, top_p=config.top_p,
-                            max_new_tokens=config.max_new_tokens, seed=seed)
+    params = SamplingParams(n=config.n, temperature=config.temperature, top_p=config.top_p, top_k=config.top_k,
+                            min_p=config.min_p, max_new_tokens=config.max_new_tokens, seed=seed)
     rows = sample_rows(engine, chunk, run.system_prompt, params, progress)
     write_jsonl(path, rows)
     return sum(r["completion_tokens"] for r in rows)

@@ -79,7 +79,8 @@ def _train(run: Run, iteration: int, config: TrainStageConfig, data: TrainingDat
             raise ConfigError(f"train.prm_weight: iteration {iteration} has no PRM yet to reward GRPO with")
         return call(config, "grpo_train", data.init, data.records, output, reward_fn=config.filter.reward,
                     num_generations=config.sample.n, max_completion_length=config.sample.max_new_tokens,
-                    temperature=config.sample.temperature, top_p=config.sample.top_p, beta=config.beta,
+                    temperature=config.sample.temperature, top_p=config.sample.top_p, top_k=config.sample.top_k,
+                    min_p=config.sample.min_p, beta=config.beta,
                     prm={"path": prm, "aggregation": config.filter.prm_aggregation, "format": config.prm_model.format,
                          "separator": run.config.task.step_separator} if prm else None,
                     prm_weight=config.prm_weight, **options)
