@@ -101,3 +101,18 @@ def scratch_folder(beside: str | Path, purpose: str) -> Iterator[Path]:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def environment_set(variables: dict[str, str]) -> Iterator[None]:
+    """Within: `variables` in os.environ; afterwards each as it was (unset again where it was unset)."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -21,7 +21,7 @@ from typing import Callable
 from . import preflight, tracking
 from .config import RunConfig
 from .exceptions import ConfigError, StageFailed
-from .io import atomic_write_text
+from .io import atomic_write_text, environment_set
 from .paths import NOTEBOOKS_DIR
 from .progress import QUIET_LIBRARY_BARS, clean_notebook
 from .run import PIPELINE_STAGE_ENV, STAGE_NOTEBOOKS, Run
@@ -138,17 +138,9 @@ def kernel_environment(variables: dict[str, str]):
     """The environment the stage's kernel starts with: `variables`, and this Python's bin folder first on PATH, so
     the kernel is this interpreter with this package even when a kernel spec says just `python` (the one pip
     installs with ipykernel does) and the virtual environment was not activated."""
-    saved = {name: os.environ.get(name) for name in [*variables, "PATH"]}
     bin_dir = str(Path(sys.executable).parent)
-    os.environ.update(variables, PATH=os.pathsep.join([bin_dir, os.environ.get("PATH", "")]))
-    try:
+    with environment_set({**variables, "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")])}):
         yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 _LOCK_ENV = "RFT_LOCKED_RUN_DIR"  # inherited by the stage kernels: the pipeline that started them holds the lock

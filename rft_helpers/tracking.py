@@ -21,7 +21,7 @@ from typing import Iterator
 
 from .config import TRACKERS, TrackingConfig
 from .exceptions import ConfigError
-from .io import read_json, read_jsonl, write_json
+from .io import environment_set, read_json, read_jsonl, write_json
 from .records import completion_text
 from .run import Run
 
@@ -80,17 +80,8 @@ def tracker_variables(run: Run, config: TrackingConfig, iteration: int, role: st
 @contextmanager
 def trainer_environment(run: Run, config: TrackingConfig, iteration: int, role: str) -> Iterator[None]:
     """Within: the variables of `tracker_variables` set (a stage kernel trains once or twice; put back after)."""
-    variables = tracker_variables(run, config, iteration, role) if config.report_to else {}
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
+    with environment_set(tracker_variables(run, config, iteration, role) if config.report_to else {}):
         yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _default_mlflow_store(run: Run) -> None:
@@ -153,8 +144,11 @@ def _markdown_table(rows: list[dict]) -> str:
     if not rows:
         return ""
     header = "| " + " | ".join(rows[0]) + " |\n|" + "---|" * len(rows[0]) + "\n"
-    cell = lambda v: str(v).replace("|", "\\|").replace("\n", " ⏎ ")  # noqa: E731
-    return header + "".join("| " + " | ".join(cell(v) for v in row.values()) + " |\n" for row in rows)
+    return header + "".join("| " + " | ".join(_cell(v) for v in row.values()) + " |\n" for row in rows)
+
+
+def _cell(value) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ⏎ ")
 
 
 def _log_tensorboard(run: Run, config: TrackingConfig, iteration: int, scalars: dict, samples: list[dict]) -> None:
