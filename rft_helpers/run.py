@@ -34,7 +34,10 @@ logger = logging.getLogger(__name__)
 RUN_FILE = "run.json"
 LENGTH_CHECK = "prompt_lengths.json"  # in data/: the check of the prompts against the model's context, done once
 # Changing these never invalidates finished stages: more iterations extend a run; output_dir is where it lives.
-_EXTENDABLE = {"iterations", "output_dir"}
+# Changes a finished run takes: more iterations, another folder, and how an endpoint is called and paid for (not
+# what it samples), so a spending cap can be set or raised and the stage run again continues.
+_EXTENDABLE = {"iterations", "output_dir", "openai.max_cost_usd", "openai.max_concurrency", "openai.timeout_s",
+               "openai.max_retries", "openai.prompt_price_per_million", "openai.completion_price_per_million"}
 STAGE_NOTEBOOKS = {"sample": "01_sample", "prm": "02_prm", "filter": "03_filter", "train": "04_train",
                    "eval": "05_evaluate"}
 # The pipeline tells the notebook it executes which stage it runs for it ("<run dir>::<stage key>"); a stage

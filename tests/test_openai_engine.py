@@ -4,11 +4,13 @@ the API key kept out of everything the run writes."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from rft_helpers.recipes import load_config
 from rft_helpers.exceptions import ConfigError, EndpointError
-from rft_helpers.io import read_jsonl
+from rft_helpers.io import read_json, read_jsonl
 from rft_helpers.run import Run
 from rft_helpers.sampling import SamplingParams, get_engine
 from rft_helpers.sampling.openai_server import OpenAICompatibleServer, prompt_key
@@ -54,7 +56,7 @@ def test_sample_stage_resumes_after_the_server_goes_down(tiny_model_dir, tmp_pat
     engine = get_engine("transformers", tiny_model_dir)
     with OpenAICompatibleServer(engine, "tiny", fail_after=6) as down:  # answers 6 questions, then fails
         stage_config.openai.base_url = down.base_url
-        with pytest.raises(EndpointError, match=rf"^{down.base_url}: the endpoint answered (500|429)"):
+        with pytest.raises(EndpointError, match=rf"^{down.base_url}: (the endpoint answered 500|rate limited \(429\))"):
             sample.run_stage(run, 1, stage_config, progress=False)  # a 500 or 429 after the retries
     parts = sorted((run.iter_dir(1) / "samples.parts").glob("*.jsonl"))
     assert len(parts) == 1  # the first chunk of 4 questions was written before the failure
@@ -67,8 +69,8 @@ def test_sample_stage_resumes_after_the_server_goes_down(tiny_model_dir, tmp_pat
     assert not (run.iter_dir(1) / "samples.parts").exists()
     sampling = run.metrics(1)["sampling"]
     assert sampling["resumed_questions"] == 4 and sampling["model"] == "tiny"
-    usage = sampling["usage"]
-    assert usage["requests"] == 8 and usage["cost_usd"] == pytest.approx(
+    usage = sampling["usage"]  # the whole stage's: the chunk written before the failure too
+    assert usage["requests"] == 12 and sampling["resumed_usage"]["requests"] == 4 and usage["cost_usd"] == pytest.approx(
         (usage["prompt_tokens"] * 1.0 + usage["completion_tokens"] * 2.0) / 1e6)
     written = [p for p in run.dir.rglob("*") if p.is_file()]
     assert not [p for p in written if secret in p.read_text(errors="ignore")]  # the key is nowhere in the run
@@ -111,3 +113,85 @@ def test_a_closed_port_is_one_line_naming_the_url():
     message = str(err.value)
     assert message.startswith(f"{url}: cannot connect (1 tries)") and "run the same command again" in message
     assert "\n" not in message
+
+
+class Scripted:
+    """An engine whose answers are fixed: a reasoning model's, with its thinking in <think> tags."""
+
+    name, model_name = "scripted", "scripted"
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def generate(self, prompts, params, progress=False):
+        from rft_helpers.sampling.base import Completion
+
+        return [[Completion(self.text, 3, 5, "stop")] * params.n for _ in prompts]
+
+
+@pytest.mark.parametrize("parser", [True, False], ids=["reasoning_content", "inline"])
+def test_a_reasoning_models_thinking_is_kept_dropped_or_wrapped(parser):
+    text = "<think>\n7 plus 5 is 12.\n</think>\n\nAnswer: 12"
+    with OpenAICompatibleServer(Scripted(text), "r1", reasoning_parser=parser) as server:
+        def answer(mode):
+            engine = get_engine("openai", "r1", base_url=server.base_url, model="r1", reasoning=mode)
+            return engine.generate(PROMPTS[:1], SamplingParams(n=1, max_new_tokens=8))[0][0].text
+
+        assert answer("keep") == "<think>\n7 plus 5 is 12.\n</think>\n\nAnswer: 12"
+        assert answer("drop") == "Answer: 12"
+        assert answer("wrap") == "<think>\n7 plus 5 is 12.\n</think>\n<answer>\nAnswer: 12\n</answer>"
+    with OpenAICompatibleServer(Scripted("Answer: 12"), "plain") as server:  # a model that does not think
+        engine = get_engine("openai", "plain", base_url=server.base_url, model="plain", reasoning="keep")
+        assert engine.generate(PROMPTS[:1], SamplingParams(n=1, max_new_tokens=8))[0][0].text == "Answer: 12"
+
+
+def test_retry_after_is_honoured_on_429(tiny_model_dir):
+    with OpenAICompatibleServer(Scripted("Answer: 1"), "m", fail_after=0, fail_status=429,
+                                retry_after_s=1.5) as server:
+        engine = get_engine("openai", "m", base_url=server.base_url, model="m", max_retries=2)
+        with pytest.raises(EndpointError) as err:
+            engine.generate(PROMPTS[:1], SamplingParams(n=1, max_new_tokens=4))
+        arrivals = server.arrivals
+    assert len(arrivals) == 3  # the request and its 2 retries, each after the wait the server asked for
+    assert all(later - earlier >= 1.5 for earlier, later in zip(arrivals, arrivals[1:]))
+    assert str(err.value) == (f"{server.base_url}: rate limited (429) after 3 tries, asking to wait 1.5 s "
+                              "(Retry-After; waits up to 120 s are honoured); lower openai.max_concurrency or try "
+                              "later; the chunks already written are kept: run the same command again to resume")
+
+
+def test_the_spending_cap_stops_before_a_chunk_and_a_raised_cap_continues(tiny_model_dir, tmp_path):
+    from rft_helpers.exceptions import BudgetReached, ConfigError
+
+    prices = ["openai.prompt_price_per_million=1000", "openai.completion_price_per_million=2000"]
+    config = load_config(SMOKE, ["sample.engine=openai", "sample.chunk_questions=4", "sample.num_questions=12",
+                                 "openai.model=tiny", "openai.max_cost_usd=0.000001", *prices])
+    run = Run.create(config, tmp_path / "run")
+    stage_config = run.config.stage_config("sample", 1)
+    with OpenAICompatibleServer(get_engine("transformers", tiny_model_dir), "tiny") as server:
+        stage_config.openai.base_url = server.base_url
+        with pytest.raises(BudgetReached) as err:  # the first chunk always runs: nothing to estimate from before
+            sample.run_stage(run, 1, stage_config, progress=False)
+        assert server.stats["succeeded"] == 4
+        assert re.match(r"openai.max_cost_usd=1e-06: \$\d+\.\d{4} spent on 1 of 3 chunks and the next would take about "
+                        r"\$\d+\.\d{4} .*raise openai.max_cost_usd and run the same command again", str(err.value))
+        parts = run.iter_dir(1) / "samples.parts"
+        spent = read_json(parts / "00000.usage.json")["cost_usd"]
+        assert spent == pytest.approx((read_json(parts / "00000.usage.json")["prompt_tokens"] * 1000
+                                       + read_json(parts / "00000.usage.json")["completion_tokens"] * 2000) / 1e6)
+
+        # A cap for two chunks in all: one more, then the stop; then no cap: the rest. Raising it is allowed.
+        stage_config.openai.max_cost_usd = spent * 2.5
+        with pytest.raises(BudgetReached, match="spent on 2 of 3 chunks"):
+            sample.run_stage(run, 1, stage_config, progress=False)
+        assert server.stats["succeeded"] == 8
+        Run.create(config.model_copy(update={"openai": config.openai.model_copy(update={"max_cost_usd": 100.0})}),
+                   tmp_path / "run")
+        stage_config.openai.max_cost_usd = 100.0
+        rows = sample.run_stage(run, 1, stage_config, progress=False)
+        assert server.stats["succeeded"] == 12 and len(rows) == 12 * config.sample.n
+    usage = run.metrics(1)["sampling"]["usage"]  # the whole stage's, over its three runs
+    assert usage["requests"] == 12 and usage["cost_usd"] == pytest.approx(
+        (usage["prompt_tokens"] * 1000 + usage["completion_tokens"] * 2000) / 1e6)
+    assert run.metrics(1)["sampling"]["resumed_usage"]["requests"] == 8
+    with pytest.raises(ConfigError, match="max_cost_usd needs the prices"):
+        load_config(SMOKE, ["openai.max_cost_usd=5"])

@@ -133,3 +133,15 @@ def test_questions_longer_than_the_context_are_skipped_or_refused_by_row(tmp_pat
     run = Run.create(config, tmp_path / "run")
     assert len(read_jsonl(run.data_dir / "test.jsonl")) == 29 and len(read_jsonl(run.data_dir / "train.jsonl")) == 29
     assert run.metrics(0)["data"]["too_long_skipped"] == {"train": 1, "test": 1}
+
+
+def test_a_finished_run_takes_a_raised_spending_cap_but_not_another_temperature(config, tmp_path):
+    run = Run.create(config, tmp_path / "run")
+    state = read_json(run.dir / "run.json")
+    state["stages"]["iter_00/05_evaluate"] = {"status": "done"}
+    write_json(run.dir / "run.json", state)
+    raised = load_config(SMOKE, ["iterations=1", "openai.max_cost_usd=5", "openai.prompt_price_per_million=1",
+                                 "openai.max_concurrency=2", "openai.timeout_s=30"])
+    assert Run.create(raised, tmp_path / "run").config.openai.max_cost_usd == 5  # how an endpoint is called
+    with pytest.raises(ConfigError, match=r"parameters differ from the finished run's \(sample.temperature"):
+        Run.create(load_config(SMOKE, ["iterations=1", "sample.temperature=0.3"]), tmp_path / "run")

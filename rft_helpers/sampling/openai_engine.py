@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlparse
 
@@ -89,6 +90,11 @@ class OpenAIEngine(SamplingEngine):
         except openai.AuthenticationError:
             raise EndpointError(f"{url}: the key in ${self.settings.api_key_env} was refused (401); set the right "
                                 "key in that variable") from None
+        except openai.RateLimitError as e:
+            wait = e.response.headers.get("retry-after") if e.response is not None else None
+            asked = f", asking to wait {wait} s (Retry-After; waits up to 120 s are honoured)" if wait else ""
+            raise EndpointError(f"{url}: rate limited (429) after {tries} tries{asked}; lower "
+                                f"openai.max_concurrency or try later; {resume}") from None
         except openai.APIStatusError as e:
             raise EndpointError(f"{url}: the endpoint answered {e.status_code} ({_first_line(e.message)}) for model "
                                 f"{self.model_name!r}; {resume}") from None
@@ -107,7 +113,8 @@ class OpenAIEngine(SamplingEngine):
         # The API counts completion tokens per request: each choice gets its share.
         shares = [total // len(choices) + (i < total % len(choices)) for i in range(len(choices))]
         completions = [
-            Completion(text=c.message.content or "", prompt_tokens=prompt_tokens, completion_tokens=share,
+            Completion(text=with_reasoning(c.message, self.settings.reasoning), prompt_tokens=prompt_tokens,
+                       completion_tokens=share,
                        finish_reason="length" if c.finish_reason == "length" else "stop",
                        stop_string=matched_stop(c))
             for c, share in zip(choices, shares)
@@ -127,6 +134,30 @@ def extra_body(messages: list[dict], params: SamplingParams) -> dict:
     if messages[-1]["role"] == "assistant":
         body |= {"add_generation_prompt": False, **continuation(messages)}
     return body
+
+
+THINK = re.compile(r"<think>(.*?)</think>\s*", re.S)
+
+
+def with_reasoning(message, mode: str) -> str:
+    """The completion text from a chat message, with a reasoning model's thinking kept, dropped or wrapped.
+
+    The thinking comes as a separate field (`reasoning_content`, or `reasoning` in newer vLLM, when the server runs
+    a reasoning parser) or inline as `<think>...</think>` blocks. keep: one `<think>` block before the answer (as
+    the model wrote it); drop: the answer alone; wrap: `<think>...</think><answer>...</answer>`.
+    """
+    content = message.content or ""
+    separate = getattr(message, "reasoning_content", None) or getattr(message, "reasoning", None)
+    inline = [m.strip() for m in THINK.findall(content)]
+    answer = THINK.sub("", content).strip() if inline else content
+    thinking = "\n\n".join(([separate.strip()] if isinstance(separate, str) and separate.strip() else []) + inline)
+    if mode == "drop":
+        return answer
+    if mode == "wrap":
+        return f"<think>\n{thinking}\n</think>\n<answer>\n{answer.strip()}\n</answer>"
+    if inline or not thinking:  # keep: inline thinking stays where the model wrote it
+        return content
+    return f"<think>\n{thinking}\n</think>\n\n{content}"
 
 
 def _first_line(text: str) -> str:

@@ -3,8 +3,10 @@ engine without a GPU: `POST /v1/chat/completions` (messages, n, temperature, top
 `GET /v1/models`.
 
 For robustness checks it can misbehave on purpose: `fail_rate` answers that share of requests with a 500 or a
-429 before doing any work, `fail_after` fails every request after that many (a server that goes down),
-and `latency_s` adds a network-like delay outside the model lock. `stats` counts what it served per prompt.
+429 before doing any work, `fail_after` fails every request after that many (a server that goes down), `fail_status` fixes the status,
+and `latency_s` adds a network-like delay outside the model lock; its 429s carry `Retry-After: retry_after_s` when
+set. With `reasoning_parser`, a completion's `<think>...</think>` goes into `reasoning_content`, as vLLM's server
+does for reasoning models. `stats` counts what it served per prompt, and `arrivals` when each request came.
 It is a test fixture, not a production server: use `vllm serve` for that.
 """
 
@@ -27,9 +29,12 @@ def prompt_key(messages: list[dict]) -> str:
 
 class OpenAICompatibleServer:
     def __init__(self, engine, model_name: str = "local", host: str = "127.0.0.1", port: int = 0,
-                 fail_rate: float = 0.0, fail_after: int | None = None, latency_s: float = 0.0, seed: int = 0):
+                 fail_rate: float = 0.0, fail_after: int | None = None, latency_s: float = 0.0, seed: int = 0,
+                 retry_after_s: float | None = None, reasoning_parser: bool = False, fail_status: int | None = None):
         self.engine, self.model_name = engine, model_name
         self.fail_rate, self.fail_after, self.latency_s = fail_rate, fail_after, latency_s
+        self.retry_after_s, self.reasoning_parser, self.fail_status = retry_after_s, reasoning_parser, fail_status
+        self.arrivals: list[float] = []  # time.monotonic() of each chat request
         self.served: Counter = Counter()  # prompt key -> successful answers
         self.stats = {"requests": 0, "failed": 0, "succeeded": 0}
         self._rng, self._lock, self._model_lock = random.Random(seed), threading.Lock(), threading.Lock()
@@ -64,7 +69,7 @@ class OpenAICompatibleServer:
             down = self.fail_after is not None and admitted >= self.fail_after
             if down or self._rng.random() < self.fail_rate:
                 self.stats["failed"] += 1
-                return self._rng.choice([500, 429])
+                return self.fail_status or self._rng.choice([500, 429])
         return None
 
     def complete(self, body: dict) -> dict:
@@ -80,12 +85,19 @@ class OpenAICompatibleServer:
         return {
             "id": f"chatcmpl-{self.stats['succeeded']}", "object": "chat.completion", "created": int(time.time()),
             "model": self.model_name,
-            "choices": [{"index": i, "message": {"role": "assistant", "content": c.text},
-                         "finish_reason": c.finish_reason} for i, c in enumerate(completions)],
+            "choices": [{"index": i, "message": self._message(c.text), "finish_reason": c.finish_reason}
+                        for i, c in enumerate(completions)],
             "usage": {"prompt_tokens": completions[0].prompt_tokens,
                       "completion_tokens": sum(c.completion_tokens for c in completions),
                       "total_tokens": completions[0].prompt_tokens + sum(c.completion_tokens for c in completions)},
         }
+
+    def _message(self, text: str) -> dict:
+        if self.reasoning_parser and "</think>" in text:
+            thinking, answer = text.split("</think>", 1)
+            return {"role": "assistant", "content": answer.lstrip(),
+                    "reasoning_content": thinking.replace("<think>", "").strip()}
+        return {"role": "assistant", "content": text}
 
     def _handler(self):
         server = self
@@ -94,6 +106,8 @@ class OpenAICompatibleServer:
             def _send(self, status: int, payload: dict) -> None:
                 data = json.dumps(payload).encode()
                 self.send_response(status)
+                if status == 429 and server.retry_after_s is not None:
+                    self.send_header("Retry-After", f"{server.retry_after_s:g}")
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -112,6 +126,8 @@ class OpenAICompatibleServer:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     return self._send(404, {"error": {"message": f"no route {self.path}"}})
+                with server._lock:
+                    server.arrivals.append(time.monotonic())
                 if server.latency_s:
                     time.sleep(server.latency_s)
                 status = server._should_fail()

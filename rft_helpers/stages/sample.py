@@ -25,7 +25,8 @@ from ..progress import progress as progress_bar
 from ..config import SampleStageConfig
 from ..data import build_prompt
 from ..filters import balance_score, score_samples
-from ..io import read_jsonl, write_jsonl
+from ..exceptions import BudgetReached
+from ..io import read_json, read_jsonl, write_json, write_jsonl
 from ..prm import ProcessRewardModel
 from ..records import Sample, assistant, check_rows, sample_record
 from ..rewards import get_reward, score_rows
@@ -142,11 +143,52 @@ def sample_chunks(run: Run, iteration: int, config: SampleStageConfig, plan: Sam
         return sample_on_replicas(run, iteration, config, plan, progress)
     start = time.perf_counter()
     prm = open_prm(plan.prm, config.prm_model)
-    tokens = sum(sample_chunk(run, iteration, config, engine, k, plan.chunks[k], plan.parts[k], progress, prm)
-                 for k in plan.todo)
-    result = SamplingResult(tokens, time.perf_counter() - start, engine.model_name, engine.usage)
-    engine.close()
-    return result
+    tokens = 0
+    try:
+        for k in plan.todo:
+            check_spend(config, plan, k)
+            before = engine.usage
+            tokens += sample_chunk(run, iteration, config, engine, k, plan.chunks[k], plan.parts[k], progress, prm)
+            write_json(usage_path(plan.parts[k]), usage_delta(before, engine.usage))
+    finally:
+        engine.close()
+    return SamplingResult(tokens, time.perf_counter() - start, engine.model_name, engine.usage)
+
+
+def usage_path(part: Path) -> Path:
+    """Where a chunk's usage (requests, tokens, cost as the engine counted them) is written, beside its samples."""
+    return part.with_name(part.stem + ".usage.json")
+
+
+def usage_delta(before: dict, after: dict) -> dict:
+    return {key: round(value - before.get(key, 0), 6) for key, value in after.items()}
+
+
+def written_usage(parts: list[Path]) -> dict:
+    """The usage of the chunks written so far, whenever they were written (a resumed stage's earlier runs too)."""
+    total: dict = {}
+    for path in parts:
+        if path.exists() and usage_path(path).exists():
+            for key, value in read_json(usage_path(path)).items():
+                total[key] = round(total.get(key, 0) + value, 6)
+    return total
+
+
+def check_spend(config: SampleStageConfig, plan: SamplePlan, k: int) -> None:
+    """With openai.max_cost_usd: stop before chunk k when the spend so far plus what a chunk costs on average
+    would pass the cap. The chunks written stay; raising the cap and running again continues from here."""
+    cap = config.openai.max_cost_usd if plan.engine == "openai" else None
+    if cap is None:
+        return
+    done = [p for p in plan.parts if p.exists() and usage_path(p).exists()]
+    spent = written_usage(done).get("cost_usd", 0.0)
+    per_chunk = spent / len(done) if done else 0.0
+    if spent + per_chunk > cap:
+        left = len(plan.chunks) - len(done)
+        raise BudgetReached(
+            f"openai.max_cost_usd={cap:g}: ${spent:.4f} spent on {len(done)} of {len(plan.chunks)} chunks and the "
+            f"next would take about ${per_chunk:.4f} (about ${per_chunk * left:.4f} for the {left} left); the chunks "
+            "written are kept: raise openai.max_cost_usd and run the same command again to continue")
 
 
 def sample_on_replicas(run: Run, iteration: int, config: SampleStageConfig, plan: SamplePlan,
@@ -233,6 +275,8 @@ def write_samples(run: Run, iteration: int, config: SampleStageConfig, plan: Sam
     searched = [read_jsonl(search_path(path))[0] for path in plan.parts if search_path(path).exists()]
     if any(s["trees"] for s in searched):
         write_jsonl(run.iter_dir(iteration) / "search_trees.jsonl", [t for s in searched for t in s["trees"]])
+    all_usage = written_usage(plan.parts)  # every chunk's, this run's and those resumed: what the stage cost in all
+    resumed_usage = written_usage([p for k, p in enumerate(plan.parts) if k not in plan.todo])
     shutil.rmtree(parts_dir(run, iteration), ignore_errors=True)
     probe = plan.auto_temperature
     numbers = {
@@ -253,7 +297,9 @@ def write_samples(run: Run, iteration: int, config: SampleStageConfig, plan: Sam
     if probe:
         numbers["auto_temperature"] = probe
     if result.usage:
-        numbers["usage"] = result.usage
+        numbers["usage"] = all_usage or result.usage
+        if resumed_usage:
+            numbers["resumed_usage"] = resumed_usage
     if result.ranks:
         numbers["data_parallel"] = {"replicas": plan.replicas, "ranks": result.ranks}
     run.update_metrics(iteration, "sampling", numbers, merge=False)
