@@ -48,18 +48,9 @@ def measure(model_engine, prompts, params, concurrency: int, args) -> dict:
             "duplicated": duplicated, "server_requests": stats["requests"], "injected_failures": stats["failed"]}
 
 
-def server_counters(base_url: str) -> dict[str, float]:
-    """vLLM's Prometheus counters: finished requests (one per choice) and generated tokens."""
-    import re
-    import urllib.request
-
-    with urllib.request.urlopen(base_url.removesuffix("/v1") + "/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return {name: sum(float(v) for v in re.findall(rf"^vllm:{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
-            for name in ("request_success_total", "generation_tokens_total")}
-
-
 def measure_vllm(base_url: str, prompts, params, concurrency: int) -> dict:
+    from rft_helpers.serve import server_counters
+
     engine = get_engine("openai", "smollm2", base_url=base_url, model="smollm2", max_concurrency=concurrency)
     before = server_counters(base_url)
     start = time.perf_counter()

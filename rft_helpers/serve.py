@@ -179,6 +179,17 @@ def models_answer(base_url: str, timeout_s: float = 5.0) -> list[str] | None:
         return None
 
 
+def server_counters(base_url: str) -> dict[str, float]:
+    """vLLM's own counters from its Prometheus /metrics: requests finished (one per choice), prompt and generated
+    tokens; what the tests and bench/openai_engine.py check the engine's counts against."""
+    import re
+
+    with urllib.request.urlopen(base_url.removesuffix("/v1") + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {name: sum(float(v) for v in re.findall(rf"^vllm:{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
+            for name in ("request_success_total", "prompt_tokens_total", "generation_tokens_total")}
+
+
 def wait_until_ready(server: ServerProcess, base_url: str, wait_s: float, say=print) -> float:
     """Seconds until `/v1/models` answered; one line if the server exits or does not answer within `wait_s`."""
     start, said = time.monotonic(), 0.0

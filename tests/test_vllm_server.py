@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 
 import pytest
 
+from rft_helpers import serve
 from rft_helpers.exceptions import EndpointError
 from rft_helpers.recipes import load_config
 from rft_helpers.run import Run
@@ -57,13 +56,7 @@ def start_rft_serve(model_dir, port: int, log) -> subprocess.Popen:
 
 
 def server_counters(port: int) -> dict[str, float]:
-    """vLLM's own counters from its Prometheus /metrics: requests finished, prompt and generated tokens."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    counters = {}
-    for name in ("request_success_total", "prompt_tokens_total", "generation_tokens_total"):
-        counters[name] = sum(float(v) for v in re.findall(rf"^vllm:{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
-    return counters
+    return serve.server_counters(f"http://127.0.0.1:{port}/v1")
 
 
 def vllm_processes() -> list[str]:
