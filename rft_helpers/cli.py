@@ -45,6 +45,8 @@ def _config_from_args(args):
         overrides.append(f"output_dir={args.output_dir}")
     config = load_config(recipe_path(args.params), overrides)
     preflight.check(config)
+    for line in preflight.advice(config):
+        print(f"note: {line}", file=sys.stderr)
     return config
 
 

@@ -225,3 +225,20 @@ def test_mid_stage_saves_and_init_resume_do_not_mix():
     with pytest.raises(ConfigError, match="save_every_steps cannot be used with init resume"):
         load_config(None, ["train.init=resume", "train.save_every_steps=50"])
     assert load_config(None, ["train.save_every_steps=50"]).train.save_every_steps == 50
+
+
+def test_bf16_on_a_cpu_without_bf16_instructions_gets_one_line_of_advice(monkeypatch, capsys):
+    from rft_helpers import preflight
+
+    recipe = str(Path(__file__).parents[1] / "params" / "smollm2_arithmetic.yaml")
+    config = load_config(recipe)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.setattr(preflight, "cpu_has_bf16", lambda: False)
+    [line] = preflight.advice(config)
+    assert line.startswith("model.dtype: bfloat16 and train.bf16: true on a CPU without bf16 instructions")
+    assert "--set model.dtype=float32 --set train.bf16=false" in line
+    assert preflight.advice(load_config(recipe, ["model.dtype=float32", "train.bf16=false"])) == []
+    assert main(["validate", recipe]) == 0
+    assert "note: model.dtype: bfloat16" in capsys.readouterr().err
+    monkeypatch.setattr(preflight, "cpu_has_bf16", lambda: True)
+    assert preflight.advice(config) == []
