@@ -86,6 +86,7 @@ def _check_declared(notebook: Path, params: dict) -> None:
 
 def run_stage(run: Run, stage: Stage, notebooks_dir: Path = NOTEBOOKS_DIR) -> float:
     import papermill as pm
+    from nbclient.exceptions import DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
     notebook = notebooks_dir / f"{stage.name}.ipynb"
@@ -111,6 +112,13 @@ def run_stage(run: Run, stage: Stage, notebooks_dir: Path = NOTEBOOKS_DIR) -> fl
         run.set_stage(stage.key, status="failed", error=detail, seconds=round(time.perf_counter() - start, 2),
                       pid=None)
         finish_output(partial, output)  # the partial notebook, to see where it failed
+        raise StageFailed(stage.key, str(output), detail) from None
+    except DeadKernelError:  # the kernel was killed (a signal, the out-of-memory killer): no cell error to show
+        detail = ("the stage's kernel died (killed by a signal or out of memory); what it finished is kept, run the "
+                  "same command again to resume")
+        run.set_stage(stage.key, status="failed", error=detail, seconds=round(time.perf_counter() - start, 2),
+                      pid=None)
+        finish_output(partial, output)
         raise StageFailed(stage.key, str(output), detail) from None
     finish_output(partial, output)
     seconds = round(time.perf_counter() - start, 2)

@@ -121,6 +121,18 @@ def test_more_iterations_extend_a_run_but_changed_params_are_refused(fast_config
         run_pipeline(fast_config, tmp_path / "run", notebooks_dir=notebooks, log=lambda m: None)
 
 
+def test_a_killed_kernel_is_one_line_and_the_stage_reruns(fast_config, tmp_path):
+    killed = fixture_notebooks(tmp_path / "killed", {"03_filter": "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"})
+    with pytest.raises(StageFailed, match=r"^stage iter_01/03_filter failed \(the stage's kernel died .*run the same "
+                                          r"command again to resume\); see "):
+        run_pipeline(fast_config, tmp_path / "run", notebooks_dir=killed, log=lambda m: None)
+    run = Run(tmp_path / "run")
+    assert run.stage_status("iter_01/03_filter") == "failed"
+    messages = []
+    run_pipeline(fast_config, tmp_path / "run", notebooks_dir=fixture_notebooks(tmp_path / "ok"), log=messages.append)
+    assert "[rerun] iter_01/03_filter (was failed)" in messages
+
+
 def test_failed_stage_keeps_partial_notebook_and_reruns_on_resume(fast_config, tmp_path):
     broken = fixture_notebooks(tmp_path / "broken", {"03_filter": "raise RuntimeError('reward server down')"})
     with pytest.raises(StageFailed, match=r"iter_01/03_filter failed .*RuntimeError: reward server down"):
