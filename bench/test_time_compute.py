@@ -45,7 +45,7 @@ def checker_prm(run: Run) -> Path:
     if not path.exists():
         rows = [r | {"labels": r["truth"]} for r in read_jsonl(run.iter_dir(1) / "prm_labels.jsonl")
                 if not r["heldout"] and r["truth"]]
-        train_prm(run.base_model, rows, path, soft=False, learning_rate=1e-3, num_epochs=10)
+        train_prm(run.base_model, rows, path, labels="hard", learning_rate=1e-3, num_epochs=10)
     return path
 
 

@@ -455,8 +455,10 @@ class PRMConfig(_Strict):
                                 "backed up while sampling (sample.strategy: mcts; no extra rollouts)")
     rollouts: int = Field(4, gt=0, description="trained: continuations per step prefix")
     temperature: float = Field(0.7, gt=0, description="trained: temperature of the rollouts")
-    labels: Literal["soft", "hard"] = Field(
-        "soft", description="trained: train on the share of successful rollouts (soft) or on whether any succeeded"
+    labels: Literal["soft", "hard", "relative"] = Field(
+        "soft", description="trained: train on the share of successful rollouts (soft), on whether any succeeded "
+                            "(hard), or on what the step changed: min(1, share after / share before) averaged with "
+                            "how often the policy writes that step itself (relative; rollouts from the bare prompt too)"
     )
     heldout: float = Field(0.2, ge=0, lt=1, description="trained: share of the labelled questions kept out, to measure")
     backbone: str = Field(
@@ -673,6 +675,9 @@ class RunConfig(_Strict):
                 raise ValueError("prm.labels_from: search takes the step values MCTS backs up from its rollouts, so "
                                  "sample.strategy must be mcts with sample.search.mcts_value: rollout (before a PRM "
                                  f"exists){at}; or set prm.labels_from: rollouts")
+            if self.prm.trained and self.prm.labels_from == "search" and self.prm.labels == "relative":
+                raise ValueError("prm.labels: relative needs rollouts from each step's prefix; with "
+                                 "prm.labels_from: search use soft or hard")
             if self.prm.trained and iteration == 1 and config.train.algorithm == "grpo":
                 raise ValueError("prm.model: trained learns from iteration 1's samples, but train.algorithm grpo "
                                  "samples inside its trainer there; train SFT or DPO in iteration 1")

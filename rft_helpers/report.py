@@ -178,13 +178,17 @@ def _truth_mark(row: dict) -> str:
     return {True: "all", False: "not all", None: ""}[row.get("process_correct")]
 
 
-def plot_label_distribution(rows: list[dict], ax=None):
-    """The rollout labels (share of a step's rollouts that reach the right answer), split by the truth where it
-    is known: wrong steps should sit left, right ones right."""
+def plot_label_distribution(rows: list[dict], labels: str = "soft", ax=None):
+    """The step labels the PRM learns (prm.labels: the share of a step's rollouts that reach the right answer, or
+    the relative label), split by the truth where it is known: wrong steps should sit left, right ones right."""
     import matplotlib.pyplot as plt
 
+    from .prm.labels import step_targets
+
     ax = ax or plt.subplots(figsize=(6, 3))[1]
-    shares = [(share, truth) for r in rows for share, truth in zip(r["success"], r.get("truth") or [None] * len(r["success"]))]
+    shares = [(target, truth) for r in rows
+              for target, truth in zip(step_targets(r, labels), r.get("truth") or [None] * len(r["completions"]))
+              if target is not None]  # relative labels: a step after a prefix that never succeeds has none
     bins = [i / 10 for i in range(11)]
     if any(t is not None for _, t in shares):
         ax.hist([[s for s, t in shares if t], [s for s, t in shares if t is False]], bins=bins, stacked=True,
@@ -192,8 +196,10 @@ def plot_label_distribution(rows: list[dict], ax=None):
         ax.legend()
     else:
         ax.hist([s for s, _ in shares], bins=bins)
-    ax.set(xlabel="share of the step's rollouts that reach the right answer", ylabel="steps",
-           title="Monte Carlo step labels")
+    xlabel = {"soft": "share of the step's rollouts that reach the right answer",
+              "hard": "whether any of the step's rollouts reaches the right answer",
+              "relative": "relative label: what the step changed, and whether the policy writes it"}[labels]
+    ax.set(xlabel=xlabel, ylabel="steps", title=f"Monte Carlo step labels ({labels})")
     return ax
 
 

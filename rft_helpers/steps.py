@@ -30,6 +30,11 @@ def _normalise(step: str) -> str:
     return " ".join(step.split())
 
 
+def same_step(a: str, b: str) -> bool:
+    """The same step, whitespace aside."""
+    return _normalise(a) == _normalise(b)
+
+
 def step_truth(steps: list[str], reference_steps: list[str]) -> list[bool]:
     """Whether each step is the reference's step at the same place (whitespace aside); steps past the reference's
     end are wrong.

@@ -12,7 +12,7 @@ import torch
 from rft_helpers.exceptions import ConfigError
 from rft_helpers.models import build_char_tokenizer, save_checkpoint
 from rft_helpers.prm import aggregate, detect_format, load_prm
-from rft_helpers.prm.labels import monte_carlo_labels
+from rft_helpers.prm.labels import monte_carlo_labels, relative_targets, step_targets
 from rft_helpers.prm.reward import PRMReward
 from rft_helpers.prm.training import IGNORED, tokenize, train_prm
 from rft_helpers.records import StepLabels, assistant, check_rows
@@ -153,9 +153,36 @@ def test_monte_carlo_labels_are_the_share_of_rollouts_that_reach_the_answer():
                                                {"role": "assistant", "content": "9+3=11\n"}]
     assert numbers["prefixes"] == 3 and numbers["rollouts"] == 12 and numbers["rollout_tokens"] == 36
     hard, _ = monte_carlo_labels(KnownPolicy({1: 1, 2: 0}), [sample], exact_answer, "exact_answer",
-                                 SamplingParams(n=4, temperature=1.0), "\n", hard=True)
+                                 SamplingParams(n=4, temperature=1.0), "\n", kind="hard")
     assert hard[0]["labels"] == [True, False, True]  # hard: whether any rollout succeeded
     check_rows([r | {"heldout": False} for r in rows], StepLabels, "prm_labels.jsonl")
+
+
+def test_relative_labels_weigh_what_each_step_changed_and_whether_the_policy_writes_it(tiny_model_dir):
+    from rft_helpers.models import load_tokenizer
+
+    sample = {"id": "q1", "sample_index": 0, "prompt": PROMPT, "answer": "122",
+              "completion": assistant("9+3=12\n5+6+1=12\nAnswer: 122")}
+    wrong = sample | {"sample_index": 1, "completion": assistant("9+3=11\nAnswer: 111")}
+    policy = KnownPolicy({0: 2, 1: 3, 2: 3})  # from the bare prompt 2 of 4 succeed, after one or two steps 3 of 4
+    rows, numbers = monte_carlo_labels(policy, [sample, wrong], exact_answer, "exact_answer",
+                                       SamplingParams(n=4, temperature=1.0), "\n", kind="relative")
+    assert [p[-1]["role"] for p in policy.prompts] == ["assistant"] * 3 + ["user"]  # one bare prompt per question
+    assert numbers["prefixes"] == 4 and numbers["rollouts"] == 16
+    assert [r["prompt_success"] for r in rows] == [0.5, 0.5]
+    # the policy's continuations open with "Answer: 122" (successes) or "Answer: 121": only answer lines agree
+    assert [r["agreement"] for r in rows] == [[0.0, 0.0, 0.75], [0.0, 0.0]]
+    targets = [step_targets(r, "relative") for r in rows]
+    # step 1 raises the chance 0.5 -> 0.75 (ratio capped at 1), agreement 0: 0.5; the right answer line after a
+    # 0.75 prefix: (1 + 0.75) / 2; the wrong answer line after the same prefix: (0 + 0) / 2
+    assert targets == [[0.5, 0.5, 0.875], [0.5, 0.0]]
+    assert [r["labels"] for r in rows] == [[True, True, True], [True, False]]
+    assert relative_targets([0.0, 1.0], [0.25, 0.5], prompt_success=0.0) == [None, None]  # nothing to compare with
+    with pytest.raises(ValueError, match="bare prompt"):
+        step_targets(rows[0] | {"prompt_success": None}, "relative")
+    check_rows([r | {"heldout": False} for r in rows], StepLabels, "prm_labels.jsonl")
+    features = tokenize(load_tokenizer(tiny_model_dir), rows[0], "\n", labels="relative")  # what the PRM learns
+    assert [label for label in features["labels"] if label != IGNORED] == pytest.approx([0.5, 0.5, 0.875])
 
 
 def test_the_trainer_labels_the_separator_tokens_only_and_keeps_soft_targets(tiny_model_dir):
@@ -163,13 +190,13 @@ def test_the_trainer_labels_the_separator_tokens_only_and_keeps_soft_targets(tin
 
     tokenizer = load_tokenizer(tiny_model_dir)
     row = {"prompt": PROMPT, "completions": STEPS[0], "labels": [True, False, True], "success": [0.75, 0.25, 1.0]}
-    features = tokenize(tokenizer, row, "\n", soft=True)
+    features = tokenize(tokenizer, row, "\n", labels="soft")
     newline = tokenizer.convert_tokens_to_ids("\n")
     labelled = [i for i, label in enumerate(features["labels"]) if label != IGNORED]
     assert [features["input_ids"][i] for i in labelled] == [newline] * 3  # the last token of each separator
     assert [features["labels"][i] for i in labelled] == [0.75, 0.25, 1.0]
     assert set(features["labels"]) - {0.75, 0.25, 1.0} == {IGNORED}  # never cast: -100 is not a class
-    hard = tokenize(tokenizer, row, "\n", soft=False)
+    hard = tokenize(tokenizer, row, "\n", labels="hard")
     assert [hard["labels"][i] for i in labelled] == [1.0, 0.0, 1.0]
 
 

@@ -286,3 +286,17 @@ def test_mcts_samples_feed_the_prm_stage_and_dpo_step_pairs(tmp_path):
     assert {"id": trees[0]["id"], "chosen": [{"role": "assistant", "content": "1+1=2\nAnswer: 2"}],
             "rejected": [{"role": "assistant", "content": "1+1=2\nAnswer: 3"}]}.items() <= next(
         p for p in pairs if p["chosen"][0]["content"] == "1+1=2\nAnswer: 2").items()
+
+
+def test_validate_rejects_relative_labels_from_search_trees(smoke_config):
+    from pydantic import ValidationError
+
+    from rft_helpers.config import RunConfig
+
+    data = smoke_config.model_dump(exclude={"schedules"})
+    data["sample"] |= {"strategy": "mcts", "search": {"mcts_value": "rollout"}}
+    data["prm"] |= {"model": "trained", "labels_from": "search", "labels": "relative"}
+    with pytest.raises(ValidationError, match="prm.labels: relative needs rollouts from each step's prefix"):
+        RunConfig.model_validate(data)
+    data["prm"]["labels"] = "soft"
+    RunConfig.model_validate(data)

@@ -5,7 +5,8 @@ transformers' `Trainer` on `AutoModelForTokenClassification` (two labels) over a
 weights or another causal LM. Each row is tokenized as TRL did: the prompt, then every step followed by the
 separator; the target sits on the last token of each separator and every other token gets -100 (kept as a float
 target, never cast to a class: TRL's PR #2127 trained ignored tokens as True). The loss is cross-entropy against
-the target distribution [1 - y, y]: y is the step's share of successful rollouts (soft labels) or 0/1 (hard).
+the target distribution [1 - y, y]: y is the step's share of successful rollouts (soft labels), 0/1 (hard) or
+its relative label (prm.labels).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ..exceptions import ConfigError
 from ..io import scratch_folder
 from ..models import is_adapter, load_tokenizer, save_checkpoint
 from ..progress import quiet_trainer_progress
+from .labels import step_targets
 from .token_classification import encode_steps, write_prm_config
 
 IGNORED = -100.0
@@ -41,16 +43,16 @@ class PRMTrainResult:
                 "loss_last": self.loss_history[-1] if self.loss_history else None}
 
 
-def tokenize(tokenizer, row: dict, separator: str, soft: bool) -> dict:
-    """input_ids, and labels: the step's target at each separator's last token, -100 at every other token."""
+def tokenize(tokenizer, row: dict, separator: str, labels: str = "soft") -> dict:
+    """input_ids, and labels: the step's target (prm.labels.step_targets) at each separator's last token, -100 at
+    every other token."""
     separator_ids = tokenizer(separator, add_special_tokens=False)["input_ids"]
     ids, positions = encode_steps(tokenizer, row["prompt"], row["completions"], separator_ids)
-    labels = [IGNORED] * len(ids)
-    targets = row["success"] if soft else [float(label) for label in row["labels"]]
-    for position, target in zip(positions, targets):
+    token_labels = [IGNORED] * len(ids)
+    for position, target in zip(positions, step_targets(row, labels)):
         if target is not None:  # None: a step without a label (not rolled out), read at no position
-            labels[position] = float(target)
-    return {"input_ids": ids, "labels": labels}
+            token_labels[position] = float(target)
+    return {"input_ids": ids, "labels": token_labels}
 
 
 def collate(pad_id: int):
@@ -80,7 +82,7 @@ def soft_cross_entropy(outputs, labels: torch.Tensor, num_items_in_batch=None) -
 
 
 def train_prm(backbone: str | Path, rows: list[dict], output_dir: str | Path, *, separator: str = "\n",
-              soft: bool = True, learning_rate: float = 5e-4, num_epochs: float = 3.0, batch_size: int = 32,
+              labels: str = "soft", learning_rate: float = 5e-4, num_epochs: float = 3.0, batch_size: int = 32,
               seed: int = 0, bf16: bool = False) -> PRMTrainResult:
     """Train a two-label token classifier on `backbone`'s weights and save it (with its tokenizer and
     prm_config.json) to `output_dir`, written to a temporary folder and renamed into place."""
@@ -99,7 +101,7 @@ def train_prm(backbone: str | Path, rows: list[dict], output_dir: str | Path, *,
         str(backbone), num_labels=2, id2label={0: "wrong", 1: "right"}, label2id={"wrong": 0, "right": 1},
         dtype=torch.float32)
     hf_logging.set_verbosity_warning()
-    dataset = Dataset.from_list([tokenize(tokenizer, row, separator, soft) for row in rows])
+    dataset = Dataset.from_list([tokenize(tokenizer, row, separator, labels) for row in rows])
     with scratch_folder(output_dir, "trainer-scratch") as scratch:  # cleared again by a rerun after a kill
         args = TrainingArguments(
             output_dir=str(scratch), learning_rate=learning_rate, num_train_epochs=num_epochs,

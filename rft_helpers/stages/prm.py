@@ -76,7 +76,7 @@ def label_steps(run: Run, iteration: int, config: PRMStageConfig, chosen: LabelS
                                 top_k=config.sample.top_k, min_p=config.sample.min_p,
                                 max_new_tokens=config.sample.max_new_tokens, seed=run.iteration_seed(iteration) + 31)
         rows, numbers = monte_carlo_labels(engine, samples, get_reward(config.filter.reward), config.filter.reward,
-                                           params, run.config.task.step_separator, hard=config.labels == "hard",
+                                           params, run.config.task.step_separator, kind=config.labels,
                                            progress=progress)
         engine.close()
     heldout = {s["id"] for s in chosen.heldout}  # whole questions are held out
@@ -108,7 +108,7 @@ def train(run: Run, iteration: int, config: PRMStageConfig, rows: list[dict]) ->
     """The PRM on the training samples' labels, from the backbone -> iter_NN/prm/."""
     backbone = {"base": run.base_model, "policy": run.policy_model(iteration)}.get(config.backbone, config.backbone)
     result = train_prm(backbone, [r for r in rows if not r["heldout"]], run.prm_checkpoint(iteration),
-                       separator=run.config.task.step_separator, soft=config.labels == "soft",
+                       separator=run.config.task.step_separator, labels=config.labels,
                        learning_rate=config.learning_rate, num_epochs=config.num_epochs, batch_size=config.batch_size,
                        seed=run.config.seed + iteration)
     run.update_metrics(iteration, "prm", {"backbone": backbone, "training": result.summary})
