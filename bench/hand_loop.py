@@ -132,7 +132,9 @@ def main() -> None:
                                                  sample_bf16)
         result["kept"][iteration], result["solved_questions"][iteration] = len(pairs), solved
         result["seconds"][iteration] = round(time.time() - tick, 1)
-        print(f"iteration {iteration}: {result['accuracy'][iteration]:.3f}", file=sys.stderr, flush=True)
+        print(json.dumps({"iteration": iteration, "accuracy": result["accuracy"][iteration], "kept": len(pairs),
+                          "solved_questions": solved, "seconds": result["seconds"][iteration],
+                          "accuracy_0": result["accuracy"][0]}), file=sys.stderr, flush=True)  # a cut run keeps these
     result["wall_s"] = round(time.time() - start, 1)
     print(json.dumps(result))
 

