@@ -65,11 +65,11 @@ def generate(model, tokenizer, questions: list[str], n: int, temperature: float,
     return out
 
 
-def train_epochs(model, tokenizer, optimizer, pairs: list[tuple[str, str]], epochs: int, batch: int,
+def train_epochs(model, tokenizer, optimizer, pairs: list[tuple[str, str]], epochs: float, batch: int,
                  bf16: bool, rng: random.Random) -> float:
     model.train()
     losses = []
-    for _ in range(epochs):
+    for _ in range(int(epochs)):
         rng.shuffle(pairs)
         for i in range(0, len(pairs), batch):
             rows = []
