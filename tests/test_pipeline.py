@@ -232,18 +232,23 @@ def test_a_run_folder_in_use_is_refused(fast_config, tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_a_run_with_a_prm_trained_in_the_loop_labels_trains_filters_and_reports(tmp_path):
-    """The smoke loop with 02_prm: rollout labels, the PRM, scores on every sample and the report's process plot."""
+    """The smoke loop with 02_prm (relative labels here; the soft ones' labelling and training: test_prm.py):
+    rollout labels, the PRM, scores on every sample and the report's process plot."""
     from rft_helpers.records import Scored, StepLabels, read_records
 
     config = load_config(Path(__file__).resolve().parent.parent / "params" / "smoke.yaml",
                          ["prm.model=trained", "prm.samples=12", "prm.rollouts=2", "prm.num_epochs=1",
-                          "filter.prm=true", "filter.prm_threshold=0.2"])
+                          "prm.labels=relative", "filter.prm=true", "filter.prm_threshold=0.2"])
     run = run_pipeline(config, tmp_path / "run", log=lambda m: None)
     assert run.stage_status("iter_01/02_prm") == "done"
     labels = read_records(run.iter_dir(1) / "prm_labels.jsonl", StepLabels)
     assert len(labels) <= 12 and all(r["truth"] is not None and len(r["truth"]) == len(r["labels"]) for r in labels)
     prm = run.metrics(1)["prm"]
     assert prm["rollouts"]["rollouts"] == prm["rollouts"]["prefixes"] * 2 and prm["training"]["steps"] > 0
+    # relative labels: each question's bare prompt is rolled out once too, and every step has its agreement
+    steps_before_the_last = sum(len(r["completions"]) - 1 for r in labels)
+    assert prm["rollouts"]["prefixes"] == steps_before_the_last + len({r["id"] for r in labels})
+    assert all(r["prompt_success"] is not None and None not in r["agreement"] for r in labels)
     assert {"step_auroc", "label_agreement", "heldout_steps"} <= set(prm)
     scored = read_records(run.iter_dir(1) / "scored.jsonl", Scored)
     assert all(r["step_scores"] is not None and "prm" in r["rewards"] for r in scored)
