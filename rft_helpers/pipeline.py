@@ -107,18 +107,15 @@ def run_stage(run: Run, stage: Stage, notebooks_dir: Path = NOTEBOOKS_DIR) -> fl
         with kernel_environment({PIPELINE_STAGE_ENV: f"{run.dir}::{stage.key}", **QUIET_LIBRARY_BARS}):
             pm.execute_notebook(str(notebook), str(partial), parameters=params, cwd=str(notebooks_dir),
                                 kernel_name="python3", progress_bar=False, extra_arguments=KERNEL_ARGUMENTS)
-    except PapermillExecutionError as e:
-        detail = f"cell {e.exec_count}: {e.ename}: {str(e.evalue).splitlines()[0] if e.evalue else ''}"
+    except (PapermillExecutionError, DeadKernelError) as e:
+        if isinstance(e, DeadKernelError):  # killed (a signal, the out-of-memory killer): no cell error to show
+            detail = ("the stage's kernel died (killed by a signal or out of memory); what it finished is kept, run "
+                      "the same command again to resume")
+        else:
+            detail = f"cell {e.exec_count}: {e.ename}: {str(e.evalue).splitlines()[0] if e.evalue else ''}"
         run.set_stage(stage.key, status="failed", error=detail, seconds=round(time.perf_counter() - start, 2),
                       pid=None)
         finish_output(partial, output)  # the partial notebook, to see where it failed
-        raise StageFailed(stage.key, str(output), detail) from None
-    except DeadKernelError:  # the kernel was killed (a signal, the out-of-memory killer): no cell error to show
-        detail = ("the stage's kernel died (killed by a signal or out of memory); what it finished is kept, run the "
-                  "same command again to resume")
-        run.set_stage(stage.key, status="failed", error=detail, seconds=round(time.perf_counter() - start, 2),
-                      pid=None)
-        finish_output(partial, output)
         raise StageFailed(stage.key, str(output), detail) from None
     finish_output(partial, output)
     seconds = round(time.perf_counter() - start, 2)

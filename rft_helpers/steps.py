@@ -42,7 +42,7 @@ def step_truth(steps: list[str], reference_steps: list[str]) -> list[bool]:
     >>> step_truth(["9+3=12", "5+6+1=11", "Answer: 112"], ["9+3=12", "5+6+1=12", "Answer: 122"])
     [True, False, False]
     """
-    return [i < len(reference_steps) and _normalise(step) == _normalise(reference_steps[i])
+    return [i < len(reference_steps) and same_step(step, reference_steps[i])
             for i, step in enumerate(steps)]
 
 
