@@ -453,7 +453,10 @@ class PRMConfig(_Strict):
     labels_from: Literal["rollouts", "search"] = Field(
         "rollouts", description="trained: Monte Carlo rollouts from each step's prefix, or the step values MCTS "
                                 "backed up while sampling (sample.strategy: mcts; no extra rollouts)")
-    rollouts: int = Field(4, gt=0, description="trained: continuations per step prefix")
+    rollouts: int = Field(4, gt=0, description="trained: continuations per distinct step prefix")
+    reuse_samples: bool = Field(
+        True, description="trained: count the iteration's samples drawn as the rollouts are (plain sampling, same "
+                          "temperature, top-p, top-k, min-p) as more trajectories through the steps they share")
     temperature: float = Field(0.7, gt=0, description="trained: temperature of the rollouts")
     labels: Literal["soft", "hard", "relative"] = Field(
         "soft", description="trained: train on the share of successful rollouts (soft), on whether any succeeded "

@@ -102,13 +102,14 @@ class StepLabels(Record):
     prompt: Messages = Field(description="chat messages before the answer")
     completions: list[str] = Field(description="the sample's steps, in order (TRL's name)")
     labels: list[bool] = Field(description="whether each step is right, by its rollouts (TRL's name)")
-    success: list[float] = Field(description="the share of each step's rollouts that reached the right answer "
-                                             "(the last step: the sample's own outcome)")
+    success: list[float] = Field(description="the share of the trajectories through each step (rollouts and pooled "
+                                             "samples) that reached the right answer (the last step: the sample's "
+                                             "own outcome)")
     agreement: list[float | None] | None = Field(
-        None, description="the share of the previous prefix's rollouts (for the first step: the bare prompt's) "
-                          "that wrote this very step; None where that prefix was not rolled out")
+        None, description="the share of the other trajectories through the previous prefix (for the first step: the "
+                          "bare prompt) that wrote this very step; None where no other one passed there")
     prompt_success: float | None = Field(None, description="relative labels: the share of the bare prompt's "
-                                                           "rollouts that reached the right answer")
+                                                           "trajectories that reached the right answer")
     heldout: bool = Field(False, description="kept out of the PRM's training, to measure it")
     truth: list[bool] | None = Field(None, description="generated tasks: whether each step is the reference's")
 

@@ -35,6 +35,11 @@ def same_step(a: str, b: str) -> bool:
     return _normalise(a) == _normalise(b)
 
 
+def step_key(question_id: str, steps: list[str]) -> tuple[str, ...]:
+    """A node of a question's tree of steps: the question and its first steps, whitespace aside (same_step)."""
+    return (question_id, *(_normalise(step) for step in steps))
+
+
 def step_truth(steps: list[str], reference_steps: list[str]) -> list[bool]:
     """Whether each step is the reference's step at the same place (whitespace aside); steps past the reference's
     end are wrong.

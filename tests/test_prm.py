@@ -139,23 +139,42 @@ class KnownPolicy(SamplingEngine):
         return out
 
 
-def test_monte_carlo_labels_are_the_share_of_rollouts_that_reach_the_answer():
+def test_monte_carlo_labels_are_the_share_of_trajectories_through_each_step_that_reach_the_answer():
     sample = {"id": "q1", "sample_index": 0, "prompt": PROMPT, "answer": "122",
               "completion": assistant("9+3=12\n5+6+1=12\nAnswer: 122")}
     wrong = sample | {"sample_index": 1, "completion": assistant("9+3=11\nAnswer: 111")}
+    other = sample | {"sample_index": 2, "completion": assistant("9+3=12\nAnswer: 121")}  # pooled, not labelled
     policy = KnownPolicy({1: 3, 2: 4})  # after one step 3 of 4 rollouts succeed, after two all 4
     rows, numbers = monte_carlo_labels(policy, [sample, wrong], exact_answer, "exact_answer",
-                                       SamplingParams(n=4, temperature=1.0), "\n")
-    assert [r["success"] for r in rows] == [[0.75, 1.0, 1.0], [0.75, 0.0]]  # the last step: the sample's outcome
+                                       SamplingParams(n=4, temperature=1.0), "\n", pool=[sample, other])
+    # "9+3=12": the sample (right), the pooled sample (wrong), its own 4 rollouts (3 right) and the 4 from the
+    # next prefix, which pass through it (4 right): 8 of 10. "9+3=12 / 5+6+1=12": the sample and its 4 rollouts.
+    # "9+3=11": the wrong sample and its 4 rollouts (3 right). The last step: the sample's own outcome.
+    assert [r["success"] for r in rows] == [[0.8, 1.0, 1.0], [0.6, 0.0]]
     assert [r["labels"] for r in rows] == [[True, True, True], [True, False]]
     assert [p[-1] for p in policy.prompts] == [{"role": "assistant", "content": "9+3=12\n"},
                                                {"role": "assistant", "content": "9+3=12\n5+6+1=12\n"},
                                                {"role": "assistant", "content": "9+3=11\n"}]
     assert numbers["prefixes"] == 3 and numbers["rollouts"] == 12 and numbers["rollout_tokens"] == 36
-    hard, _ = monte_carlo_labels(KnownPolicy({1: 1, 2: 0}), [sample], exact_answer, "exact_answer",
+    assert numbers["pooled_samples"] == 1  # the labelled sample given in the pool too is counted once
+    hard, _ = monte_carlo_labels(KnownPolicy({1: 0, 2: 0}), [sample, wrong], exact_answer, "exact_answer",
                                  SamplingParams(n=4, temperature=1.0), "\n", kind="hard")
-    assert hard[0]["labels"] == [True, False, True]  # hard: whether any rollout succeeded
+    # hard: whether any trajectory through the step succeeds (the right sample itself does, at each of its steps)
+    assert [r["labels"] for r in hard] == [[True, True, True], [False, False]]
     check_rows([r | {"heldout": False} for r in rows], StepLabels, "prm_labels.jsonl")
+
+
+def test_a_prefix_that_samples_share_is_rolled_out_once():
+    sample = {"id": "q1", "sample_index": 0, "prompt": PROMPT, "answer": "122",
+              "completion": assistant("9+3=12\n5+6+1=12\nAnswer: 122")}
+    same_start = sample | {"sample_index": 1, "completion": assistant("9+3=12\n5+6+1=11\nAnswer: 112")}
+    policy = KnownPolicy({1: 2, 2: 2})
+    rows, numbers = monte_carlo_labels(policy, [sample, same_start], exact_answer, "exact_answer",
+                                       SamplingParams(n=4, temperature=1.0), "\n")
+    assert [p[-1]["content"] for p in policy.prompts] == ["9+3=12\n", "9+3=12\n5+6+1=12\n", "9+3=12\n5+6+1=11\n"]
+    assert numbers["prefixes"] == 3 and numbers["prefixes_shared"] == 1
+    # "9+3=12": both samples (1 right) and the 12 rollouts from the three prefixes (6 right)
+    assert rows[0]["success"][0] == rows[1]["success"][0] == pytest.approx(7 / 14)
 
 
 def test_relative_labels_weigh_what_each_step_changed_and_whether_the_policy_writes_it(tiny_model_dir):
@@ -167,22 +186,26 @@ def test_relative_labels_weigh_what_each_step_changed_and_whether_the_policy_wri
     policy = KnownPolicy({0: 2, 1: 3, 2: 3})  # from the bare prompt 2 of 4 succeed, after one or two steps 3 of 4
     rows, numbers = monte_carlo_labels(policy, [sample, wrong], exact_answer, "exact_answer",
                                        SamplingParams(n=4, temperature=1.0), "\n", kind="relative")
-    assert [p[-1]["role"] for p in policy.prompts] == ["assistant"] * 3 + ["user"]  # one bare prompt per question
+    assert [p[-1]["role"] for p in policy.prompts] == ["user"] + ["assistant"] * 3  # one bare prompt per question
     assert numbers["prefixes"] == 4 and numbers["rollouts"] == 16
-    assert [r["prompt_success"] for r in rows] == [0.5, 0.5]
-    # the policy's continuations open with "Answer: 122" (successes) or "Answer: 121": only answer lines agree
-    assert [r["agreement"] for r in rows] == [[0.0, 0.0, 0.75], [0.0, 0.0]]
+    # the bare prompt: both samples (1 right) and all 16 rollouts (2 + 3 + 3 + 3 right)
+    assert [r["prompt_success"] for r in rows] == [pytest.approx(12 / 18)] * 2
+    assert rows[0]["success"] == pytest.approx([7 / 9, 4 / 5, 1.0]) and rows[1]["success"] == pytest.approx([0.6, 0.0])
+    # the share of the other trajectories through the previous prefix that wrote this very step
+    assert rows[0]["agreement"] == pytest.approx([8 / 17, 4 / 8, 3 / 4])
+    assert rows[1]["agreement"] == pytest.approx([4 / 17, 0.0])
     targets = [step_targets(r, "relative") for r in rows]
-    # step 1 raises the chance 0.5 -> 0.75 (ratio capped at 1), agreement 0: 0.5; the right answer line after a
-    # 0.75 prefix: (1 + 0.75) / 2; the wrong answer line after the same prefix: (0 + 0) / 2
-    assert targets == [[0.5, 0.5, 0.875], [0.5, 0.0]]
+    # step 1 raises the chance 2/3 -> 7/9 (ratio capped at 1): (1 + 8/17) / 2; step 2 likewise: (1 + 1/2) / 2;
+    # "9+3=11" lowers it to 0.6: (0.9 + 4/17) / 2; the answer lines: their outcomes
+    assert targets[0] == pytest.approx([25 / 34, 0.75, 1.0]) and targets[1] == pytest.approx([(0.9 + 4 / 17) / 2, 0.0])
     assert [r["labels"] for r in rows] == [[True, True, True], [True, False]]
-    assert relative_targets([0.0, 1.0], [0.25, 0.5], prompt_success=0.0) == [None, None]  # nothing to compare with
+    # a question the policy never solves: no ratio to take, the agreement alone; the last step its outcome
+    assert relative_targets([0.0, 0.0], [0.25, 0.5], prompt_success=0.0) == [0.25, 0.0]
     with pytest.raises(ValueError, match="bare prompt"):
         step_targets(rows[0] | {"prompt_success": None}, "relative")
     check_rows([r | {"heldout": False} for r in rows], StepLabels, "prm_labels.jsonl")
     features = tokenize(load_tokenizer(tiny_model_dir), rows[0], "\n", labels="relative")  # what the PRM learns
-    assert [label for label in features["labels"] if label != IGNORED] == pytest.approx([0.5, 0.5, 0.875])
+    assert [label for label in features["labels"] if label != IGNORED] == pytest.approx([25 / 34, 0.75, 1.0])
 
 
 def test_the_trainer_labels_the_separator_tokens_only_and_keeps_soft_targets(tiny_model_dir):

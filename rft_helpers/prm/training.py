@@ -50,8 +50,7 @@ def tokenize(tokenizer, row: dict, separator: str, labels: str = "soft") -> dict
     ids, positions = encode_steps(tokenizer, row["prompt"], row["completions"], separator_ids)
     token_labels = [IGNORED] * len(ids)
     for position, target in zip(positions, step_targets(row, labels)):
-        if target is not None:  # None: a step without a label (not rolled out), read at no position
-            token_labels[position] = float(target)
+        token_labels[position] = float(target)
     return {"input_ids": ids, "labels": token_labels}
 
 

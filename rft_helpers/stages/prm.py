@@ -4,8 +4,9 @@ The notebook calls these steps in order (`run_stage` calls them all):
 
 1. `choose_samples`: a seeded subset of this iteration's samples, its questions split into training and held-out.
 2. `open_engine`: the policy, which writes the rollouts (the sample section's engine and batch size).
-3. `label_steps`: from every step's prefix, `rollouts` continuations; a step's label is the share that reach the
-   right answer (prm.labels). Generated tasks also get each step's truth (the process check), to measure only.
+3. `label_steps`: from every distinct step prefix, `rollouts` continuations; a step's label is the share of the
+   trajectories through it (those rollouts, and the iteration's samples drawn the same way) that reach the right
+   answer (prm.labels). Generated tasks also get each step's truth (the process check), to measure only.
 4. `train`: a two-label token classifier on the backbone (the run's base model by default) -> iter_NN/prm/.
 5. `evaluate`: the PRM on the held-out samples: step-level ROC against the rollout labels and, where the truth
    is known, `step_auroc` against it; `label_agreement` of the rollout labels with the truth; all in metrics.json.
@@ -75,9 +76,10 @@ def label_steps(run: Run, iteration: int, config: PRMStageConfig, chosen: LabelS
         params = SamplingParams(n=config.rollouts, temperature=config.temperature, top_p=config.sample.top_p,
                                 top_k=config.sample.top_k, min_p=config.sample.min_p,
                                 max_new_tokens=config.sample.max_new_tokens, seed=run.iteration_seed(iteration) + 31)
+        pool = [s for s in read_records(run.iter_dir(iteration) / "samples.jsonl", Sample) if drawn_as(s, params)]
         rows, numbers = monte_carlo_labels(engine, samples, get_reward(config.filter.reward), config.filter.reward,
                                            params, run.config.task.step_separator, kind=config.labels,
-                                           progress=progress)
+                                           pool=pool if config.reuse_samples else [], progress=progress)
         engine.close()
     heldout = {s["id"] for s in chosen.heldout}  # whole questions are held out
     references = reference_steps(run, "train")
@@ -87,6 +89,14 @@ def label_steps(run: Run, iteration: int, config: PRMStageConfig, chosen: LabelS
     write_jsonl(run.iter_dir(iteration) / "prm_labels.jsonl", rows)
     run.update_metrics(iteration, "prm", {"rollouts": numbers}, merge=False)
     return rows
+
+
+def drawn_as(sample: dict, params: SamplingParams) -> bool:
+    """Whether a sample is a plain draw of the policy with the rollouts' settings: then its steps are trajectories
+    of the same distribution (a search's solutions are not)."""
+    drawn = sample["sampling"]
+    return (drawn.get("strategy", "sample") == "sample"
+            and all(drawn.get(key) == getattr(params, key) for key in ("temperature", "top_p", "top_k", "min_p")))
 
 
 def search_labels(run: Run, iteration: int, samples: list[dict], hard: bool) -> tuple[list[dict], dict]:
