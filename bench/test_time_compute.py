@@ -1,13 +1,14 @@
 """Test-time compute on the demo: accuracy, generated tokens and seconds of each answer strategy at N = 4, 16, 64,
 on the demo's test questions, with the warm-up policy and the PRMs of params/demo_prm.yaml's first iteration.
 
-    python bench/test_time_compute.py [--run outputs/bench_ttc] [--questions 100] [--ns 4 16 64]
+    python bench/test_time_compute.py [--run outputs/bench_ttc] [--questions 100] [--ns 4 16 64] [--plot PNG]
 
 It first runs `rft run params/demo_prm.yaml --iterations 1` into --run (once; a finished run is reused), for the
 policy (iteration 0's warm-up) and the PRM trained from its rollouts. A second PRM trained on the same steps with
 the checker's labels (`truth`, a measurement the toolkit never trains on) shows what a good PRM would give.
 Prints one JSON object as its last line: {"monte_carlo_prm": {strategy: {N: {accuracy, tokens, seconds}}},
-"checker_prm": {...}, "beam_over_best_of_n_wall_at_16": ...}.
+"checker_prm": {...}, "beam_over_best_of_n_wall_at_16": ...}, also written to --out (RUN/test_time_compute.json),
+which the report notebook plots (06_report's `test_time_compute` parameter).
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
     parser.add_argument("--aggregation", default="min", help="how step scores rank candidates (the filter's min: "
                                                               "these PRMs score answer lines near 0.5, so last is weak)")
+    parser.add_argument("--out", type=Path, help="the JSON object, for 06_report (default: RUN/test_time_compute.json)")
     parser.add_argument("--plot", type=Path, help="also save accuracy against tokens per strategy (PNG) here")
     args = parser.parse_args()
     run = prepared_run(args.run)
@@ -94,25 +96,15 @@ def main() -> None:
     if "beam_search" in at16 and "best_of_n" in at16 and "16" in at16["beam_search"]:
         report["beam_over_best_of_n_wall_at_16"] = round(at16["beam_search"]["16"]["seconds"]
                                                          / max(at16["best_of_n"]["16"]["seconds"], 1e-9), 2)
+    (args.out or args.run / "test_time_compute.json").write_text(json.dumps(report) + "\n")
     print(json.dumps(report))
     if args.plot:
-        save_plot(report, args.plot)
+        import matplotlib
 
+        matplotlib.use("Agg")
+        from rft_helpers.report import plot_test_time_compute_result
 
-def save_plot(report: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from rft_helpers.report import plot_test_time_compute
-
-    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
-    majority = {"majority": report["monte_carlo_prm"]["majority"]} if "majority" in report["monte_carlo_prm"] else {}
-    plot_test_time_compute(report["monte_carlo_prm"], "PRM from Monte Carlo rollouts", axes[0])
-    plot_test_time_compute(majority | report["checker_prm"], "PRM from the checker's labels", axes[1])
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
+        plot_test_time_compute_result(report).figure.savefig(args.plot, dpi=110)
 
 
 def measure_greedy(engine, questions: list[dict], system_prompt: str | None) -> dict:

@@ -234,6 +234,55 @@ def plot_test_time_compute(results: dict, title: str = "test-time compute", ax=N
     return ax
 
 
+def _strategy_panels(result: dict) -> dict:
+    """The parts of a test-time compute result shaped {strategy: {N: {accuracy, tokens, ...}}}, one per PRM."""
+    return {name: by_strategy for name, by_strategy in result.items()
+            if isinstance(by_strategy, dict) and by_strategy
+            and all(isinstance(by_n, dict) and by_n and all(isinstance(v, dict) and {"accuracy", "tokens"} <= set(v)
+                                                          for v in by_n.values())
+                    for by_n in by_strategy.values())}
+
+
+def load_test_time_compute(path: str | Path) -> dict:
+    """bench/test_time_compute.py's result: the JSON file it writes (`--out`), or its printed log, whose last line
+    is the same object."""
+    import json
+
+    from .exceptions import DataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file; run python bench/test_time_compute.py (it writes "
+                        "outputs/bench_ttc/test_time_compute.json) or fix test_time_compute in the parameters cell")
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    try:
+        result = json.loads(lines[-1]) if lines else None
+    except json.JSONDecodeError:
+        result = None
+    if not isinstance(result, dict) or not _strategy_panels(result):
+        raise DataError(f"{path}: its last line is not bench/test_time_compute.py's JSON object "
+                        "({prm: {strategy: {N: {accuracy, tokens}}}}); point test_time_compute at the file it wrote")
+    return result
+
+
+def plot_test_time_compute_result(result: dict):
+    """One panel of accuracy against tokens per PRM in a bench/test_time_compute.py result (majority voting, which
+    uses no PRM, drawn in each), with greedy decoding as a dashed line."""
+    import matplotlib.pyplot as plt
+
+    panels = _strategy_panels(result)
+    majority = next(({"majority": p["majority"]} for p in panels.values() if "majority" in p), {})
+    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), sharey=True, squeeze=False)
+    titles = {"monte_carlo_prm": "PRM from Monte Carlo rollouts", "checker_prm": "PRM from the checker's labels"}
+    for ax, (name, by_strategy) in zip(axes[0], panels.items()):
+        plot_test_time_compute(majority | by_strategy, titles.get(name, name.replace("_", " ")), ax)
+        if "greedy" in result:
+            ax.axhline(result["greedy"]["accuracy"], color="grey", linestyle="--", linewidth=1, label="greedy")
+            ax.legend(fontsize=8)
+    figure.tight_layout()
+    return axes[0][0]
+
+
 def search_summary(run: Run) -> pd.DataFrame:
     """Per iteration, the sample and evaluate strategies and what their searches spent (tokens, PRM calls);
     empty when every iteration sampled plainly and answered greedily."""

@@ -152,3 +152,65 @@ def test_plots_mark_the_length_cap_and_bin_solve_rates_by_what_is_possible():
     ax = plot_solve_rate(scored, "r")
     heights = [p.get_height() for p in ax.patches]
     assert len(heights) == 5 and heights == [1, 0, 1, 0, 1]  # 0, 1/4, ..., 1: one bar per possible rate
+
+
+TEST_TIME_COMPUTE = {  # the shape bench/test_time_compute.py prints and writes
+    "questions": 100, "policy": "iter_00/checkpoint", "aggregation": "min", "greedy": {"accuracy": 0.36, "tokens": 2500},
+    "monte_carlo_prm": {"majority": {"4": {"accuracy": 0.32, "tokens": 10000}, "16": {"accuracy": 0.37, "tokens": 41000}},
+                        "best_of_n": {"16": {"accuracy": 0.26, "tokens": 40000}, "4": {"accuracy": 0.21, "tokens": 9900}}},
+    "checker_prm": {"weighted_best_of_n": {"4": {"accuracy": 0.38, "tokens": 9800}}},
+    "beam_over_best_of_n_wall_at_16": 1.5,
+}
+
+
+def test_the_test_time_compute_bench_plots_one_panel_per_prm(tmp_path):
+    import json
+
+    import pytest
+
+    from rft_helpers.exceptions import DataError
+    from rft_helpers.report import load_test_time_compute, plot_test_time_compute_result
+
+    log = tmp_path / "bench.log"  # the bench's printed log: progress lines, then the object
+    log.write_text("monte_carlo_prm majority 4 {...}\n" + json.dumps(TEST_TIME_COMPUTE) + "\n")
+    result = load_test_time_compute(log)
+    axes = plot_test_time_compute_result(result).figure.axes
+    assert [ax.get_title() for ax in axes] == ["PRM from Monte Carlo rollouts", "PRM from the checker's labels"]
+    lines = {(ax.get_title(), line.get_label()): line for ax in axes for line in ax.get_lines()}
+    best_of_n = lines["PRM from Monte Carlo rollouts", "best of n"]
+    assert list(best_of_n.get_xdata()) == [9900, 40000] and list(best_of_n.get_ydata()) == [0.21, 0.26]  # by tokens
+    majority = lines["PRM from the checker's labels", "majority"]  # no PRM: drawn beside each PRM's strategies
+    assert list(majority.get_ydata()) == [0.32, 0.37]
+    assert list(lines["PRM from the checker's labels", "greedy"].get_ydata()) == [0.36, 0.36]
+    assert ("PRM from the checker's labels", "best of n") not in lines
+
+    with pytest.raises(DataError, match=f"^{tmp_path / 'missing.json'}: no such file"):
+        load_test_time_compute(tmp_path / "missing.json")
+    (tmp_path / "other.json").write_text(json.dumps({"accuracy": 0.5}))
+    with pytest.raises(DataError, match="other.json: its last line is not bench/test_time_compute.py's JSON"):
+        load_test_time_compute(tmp_path / "other.json")
+
+
+def test_the_report_notebook_draws_the_test_time_compute_file_it_is_given(smoke_run, tmp_path):
+    import json
+    import shutil
+
+    import papermill as pm
+
+    from rft_helpers.paths import NOTEBOOKS_DIR
+
+    run_dir = shutil.copytree(smoke_run.dir, tmp_path / "run")  # a copy: the session's smoke run stays as it was
+    result = tmp_path / "test_time_compute.json"
+    result.write_text(json.dumps(TEST_TIME_COMPUTE) + "\n")
+    out = tmp_path / "06_report.ipynb"
+
+    def section_outputs(**parameters):
+        pm.execute_notebook(str(NOTEBOOKS_DIR / "06_report.ipynb"), str(out), cwd=str(NOTEBOOKS_DIR),
+                            parameters={"run_dir": str(run_dir), **parameters}, kernel_name="python3",
+                            progress_bar=False)
+        cells = json.loads(out.read_text())["cells"]
+        return next(c["outputs"] for c in cells if "load_test_time_compute" in "".join(c["source"]))
+
+    assert any("image/png" in o.get("data", {}) for o in section_outputs(test_time_compute=str(result)))
+    empty = json.dumps(section_outputs())
+    assert "No test-time compute to show" in empty and "image/png" not in empty
