@@ -232,3 +232,14 @@ def test_a_trained_prm_tells_right_steps_from_wrong_ones_and_loads_by_itself(tin
     assert prm.format == "token_classification" and (tmp_path / "prm" / "prm_config.json").exists()
     scores = prm.score([PROMPT] * 3, [r["completions"] for r in rows])
     assert all(s[0] > 0.5 > s[2] for s in scores)
+
+
+def test_only_samples_drawn_as_the_rollouts_are_pooled():
+    from rft_helpers.stages.prm import drawn_as
+
+    params = SamplingParams(n=4, temperature=0.7, top_p=1.0, top_k=0, min_p=0.0)
+    drawn = {"n": 8, "temperature": 0.7, "top_p": 1.0, "top_k": 0, "min_p": 0.0, "engine": "transformers"}
+    assert drawn_as({"sampling": drawn}, params)  # n and the engine do not change the distribution
+    assert not drawn_as({"sampling": drawn | {"temperature": 1.0}}, params)
+    assert not drawn_as({"sampling": drawn | {"top_k": 20}}, params)
+    assert not drawn_as({"sampling": drawn | {"strategy": "beam_search"}}, params)  # a search's picks are not draws
