@@ -233,7 +233,9 @@ def serve(path: str, port: int = 8000, host: str = "127.0.0.1", name: str | None
     say(f"serving {target.described} as {target.name!r}: {' '.join(command)}")
     say(f"server log: {log_path}")
     server = ServerProcess(command, log_path)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # SIGINT too: a shell starts a background job (`rft serve ... &`, nohup) with SIGINT ignored, and Python then
+    # keeps it ignored, so `kill -INT` would not stop the server
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         seconds = wait_until_ready(server, base_url, wait_s, say)
         say(f"ready in {seconds:.0f} s at {base_url} (model {target.name!r}); in a recipe:\n"
@@ -247,7 +249,8 @@ def serve(path: str, port: int = 8000, host: str = "127.0.0.1", name: str | None
         return 0
     finally:
         server.stop()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _raise_interrupt(signum, frame):

@@ -109,3 +109,49 @@ def test_a_server_that_exits_before_answering_is_one_line_with_its_log(tmp_path)
     assert "exited (code 3) before answering at http://127.0.0.1:9/v1: ValueError: no such model" in message
     assert str(tmp_path / "server.log") in message and "\n" not in message
     wait_for(lambda: not serve.group_processes(server.pgid))
+
+
+# Answers GET /v1/models as vLLM's server does once it has loaded the model, and ignores SIGTERM as vLLM does.
+ANSWERING = textwrap.dedent("""
+    import http.server, json, signal, sys
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    class Models(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps({"data": [{"id": "tiny"}]}).encode()
+            self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+            self.wfile.write(body)
+        def log_message(self, *args):
+            pass
+    http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Models).serve_forever()
+""")
+
+
+def test_ctrl_c_stops_rft_serve_even_started_in_the_background(tmp_path, tiny_model_dir):
+    """A shell starts a background job with SIGINT ignored, and Python keeps it so: rft serve must still stop."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = textwrap.dedent(f"""
+        import sys
+        from rft_helpers import serve
+        serve.server_command = lambda target, host, port, extra: [sys.executable, "-c", {ANSWERING!r}, str(port)]
+        sys.exit(serve.serve({str(tiny_model_dir)!r}, port={port}, name="tiny", log={str(tmp_path / 'server.log')!r}))
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                              env=os.environ | {"RFT_SERVE_GRACE_S": "1"},
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        lines = []
+        while not any(line.startswith("ready in") for line in lines):
+            line = parent.stdout.readline()
+            assert line, f"rft serve ended before it was ready: {lines}"
+            lines.append(line)
+        assert serve.models_answer(f"http://127.0.0.1:{port}/v1") is not None
+        parent.send_signal(signal.SIGINT)
+        assert parent.wait(120) == 0  # a hang guard: it stops in about a second
+        assert "stopping the server ...\n" in parent.stdout.read()
+        wait_for(lambda: serve.models_answer(f"http://127.0.0.1:{port}/v1", timeout_s=2.0) is None)  # the server too
+    finally:
+        parent.kill()  # on a failure: its guard then stops the server's whole group
