@@ -287,8 +287,9 @@ class FilterConfig(_Strict):
     prm_threshold: float | None = Field(
         None, ge=0, le=1, description="with prm: drop samples whose aggregated step score is below this (low_prm)"
     )
-    prm_aggregation: Literal["min", "prod", "last", "mean"] = Field(
-        "min", description="how a sample's step scores become one (min: its worst step)"
+    prm_aggregation: Literal["min", "prod", "last", "mean", "min_before_last"] = Field(
+        "min", description="how a sample's step scores become one (min: its worst step; min_before_last: its worst "
+                           "step before the answer, which the outcome reward judges already)"
     )
     script: str | None = Field(
         None, description="language check by writing system: drop samples whose letters are under 95% of this "
@@ -463,6 +464,10 @@ class PRMConfig(_Strict):
                             "(hard), or on what the step changed: min(1, share after / share before) averaged with "
                             "how often the policy writes that step itself (relative; rollouts from the bare prompt too)"
     )
+    pool_identical_steps: bool = Field(
+        False, description="trained: give a step written word for word in several questions (an arithmetic line) one "
+                           "target, the mean of its labels over the training samples, the last step aside; for steps "
+                           "that are right or wrong whatever comes before them")
     heldout: float = Field(0.2, ge=0, lt=1, description="trained: share of the labelled questions kept out, to measure")
     backbone: str = Field(
         "base", description='trained: "base" (the run\'s starting model: a scratch run\'s untrained weights, or the '

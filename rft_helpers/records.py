@@ -110,6 +110,9 @@ class StepLabels(Record):
                           "bare prompt) that wrote this very step; None where no other one passed there")
     prompt_success: float | None = Field(None, description="relative labels: the share of the bare prompt's "
                                                            "trajectories that reached the right answer")
+    targets: list[float] | None = Field(
+        None, description="what the PRM trains on at each step: the prm.labels target, or with "
+                          "prm.pool_identical_steps its mean over the training steps written the same way")
     heldout: bool = Field(False, description="kept out of the PRM's training, to measure it")
     truth: list[bool] | None = Field(None, description="generated tasks: whether each step is the reference's")
 

@@ -26,18 +26,19 @@ def join_steps(steps: list[str], separator: str = DEFAULT_SEPARATOR) -> str:
     return separator.join(steps)
 
 
-def _normalise(step: str) -> str:
+def normalise_step(step: str) -> str:
+    """A step with its whitespace collapsed: what makes two steps the same (same_step, step_key)."""
     return " ".join(step.split())
 
 
 def same_step(a: str, b: str) -> bool:
     """The same step, whitespace aside."""
-    return _normalise(a) == _normalise(b)
+    return normalise_step(a) == normalise_step(b)
 
 
 def step_key(question_id: str, steps: list[str]) -> tuple[str, ...]:
     """A node of a question's tree of steps: the question and its first steps, whitespace aside (same_step)."""
-    return (question_id, *(_normalise(step) for step in steps))
+    return (question_id, *(normalise_step(step) for step in steps))
 
 
 def step_truth(steps: list[str], reference_steps: list[str]) -> list[bool]:

@@ -234,11 +234,13 @@ def test_a_run_folder_in_use_is_refused(fast_config, tmp_path, monkeypatch):
 def test_a_run_with_a_prm_trained_in_the_loop_labels_trains_filters_and_reports(tmp_path):
     """The smoke loop with 02_prm (relative labels here; the soft ones' labelling and training: test_prm.py):
     rollout labels, the PRM, scores on every sample and the report's process plot."""
+    from rft_helpers.prm.labels import step_targets
     from rft_helpers.records import Scored, StepLabels, read_records
 
     config = load_config(Path(__file__).resolve().parent.parent / "params" / "smoke.yaml",
                          ["prm.model=trained", "prm.samples=12", "prm.rollouts=2", "prm.num_epochs=1",
-                          "prm.labels=relative", "filter.prm=true", "filter.prm_threshold=0.2"])
+                          "prm.labels=relative", "prm.pool_identical_steps=true", "filter.prm=true",
+                          "filter.prm_threshold=0.2", "filter.prm_aggregation=min_before_last"])
     run = run_pipeline(config, tmp_path / "run", log=lambda m: None)
     assert run.stage_status("iter_01/02_prm") == "done"
     labels = read_records(run.iter_dir(1) / "prm_labels.jsonl", StepLabels)
@@ -249,9 +251,23 @@ def test_a_run_with_a_prm_trained_in_the_loop_labels_trains_filters_and_reports(
     steps_before_the_last = sum(len(r["completions"]) - 1 for r in labels)
     assert prm["rollouts"]["prefixes"] == steps_before_the_last + len({r["id"] for r in labels})
     assert all(r["prompt_success"] is not None and None not in r["agreement"] for r in labels)
+    # what the PRM trained on: each step before the answer, the mean relative label of the same step in the
+    # training rows; the answer line, its outcome
+    pool = {}
+    for r in labels:
+        for step, target in zip(r["completions"][:-1], step_targets(r, "relative")):
+            if not r["heldout"]:
+                pool.setdefault(" ".join(step.split()), []).append(target)
+    for r in labels:
+        own = step_targets(r, "relative")
+        expected = [sum(pool[k]) / len(pool[k]) if (k := " ".join(s.split())) in pool else t
+                    for s, t in zip(r["completions"][:-1], own)] + own[-1:]
+        assert r["targets"] == pytest.approx(expected)
     assert {"step_auroc", "label_agreement", "heldout_steps"} <= set(prm)
     scored = read_records(run.iter_dir(1) / "scored.jsonl", Scored)
     assert all(r["step_scores"] is not None and "prm" in r["rewards"] for r in scored)
+    assert all(r["rewards"]["prm"] == pytest.approx(min(r["step_scores"][:-1] or r["step_scores"])) for r in scored
+               if r["step_scores"])
     assert run.metrics(1)["filter"]["prm_model"] == str(run.prm_checkpoint(1))
     executed = nbformat.read(run.iter_dir(1) / "02_prm.ipynb", as_version=4)
     assert json.dumps([c.get("outputs", []) for c in executed.cells]).count("image/png") >= 2  # labels and ROC

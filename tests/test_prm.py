@@ -46,6 +46,8 @@ def probabilities(model, ids: list[int]) -> torch.Tensor:
 def test_aggregations():
     assert [aggregate([0.9, 0.5, 0.8], how) for how in ("min", "prod", "last", "mean")] == pytest.approx(
         [0.5, 0.36, 0.8, 2.2 / 3])
+    # the worst step before the answer: a low score on a right answer line does not sink the sample
+    assert aggregate([0.9, 0.95, 0.2], "min_before_last") == 0.9 and aggregate([0.3], "min_before_last") == 0.3
     assert aggregate([], "min") is None
     with pytest.raises(ValueError, match="unknown 'max'"):
         aggregate([1.0], "max")
@@ -206,6 +208,31 @@ def test_relative_labels_weigh_what_each_step_changed_and_whether_the_policy_wri
     check_rows([r | {"heldout": False} for r in rows], StepLabels, "prm_labels.jsonl")
     features = tokenize(load_tokenizer(tiny_model_dir), rows[0], "\n", labels="relative")  # what the PRM learns
     assert [label for label in features["labels"] if label != IGNORED] == pytest.approx([25 / 34, 0.75, 1.0])
+
+
+def test_identical_steps_share_the_mean_of_their_targets_over_the_pool_and_the_answer_keeps_its_own(tiny_model_dir):
+    from rft_helpers.models import load_tokenizer
+    from rft_helpers.prm.labels import pooled_targets
+
+    rows = [{"id": "q1", "completions": ["8+7=15", "2+3+1=6", "Answer: 65"], "success": [0.2, 0.1, 1.0]},
+            {"id": "q2", "completions": ["8+7=15", "1+4+1=6", "Answer: 165"], "success": [0.6, 0.5, 0.0]},
+            {"id": "q3", "completions": ["8+7=14", "6+1=7", "Answer: 74"], "success": [0.1, 0.0, 0.0]},
+            {"id": "q4", "completions": ["8+7=15", "  2+3+1=6", "Answer: 6"], "success": [0.7, 0.4, 0.0]}]
+    # q4 is held out: it gets the pooled targets, yet adds nothing to them
+    pooled = pooled_targets(rows, "soft", pool=rows[:3])
+    assert pooled[0] == pytest.approx([0.4, 0.1, 1.0]) and pooled[1] == pytest.approx([0.4, 0.5, 0.0])
+    assert pooled[2] == pytest.approx([0.1, 0.0, 0.0])  # seen once: its own targets
+    assert pooled[3] == pytest.approx([0.4, 0.1, 0.0])  # whitespace aside, "2+3+1=6" is q1's step
+    assert pooled_targets(rows, "soft")[0][0] == pytest.approx(1.5 / 3)  # by default the rows pool themselves
+    # a step that is some sample's answer line is pooled only where it is not the last step
+    answer_too = [{"completions": ["x=1", "Answer: 1"], "success": [1.0, 1.0]},
+                  {"completions": ["x=1"], "success": [0.0]}]
+    assert pooled_targets(answer_too, "soft") == [[1.0, 1.0], [0.0]]
+    # the trainer learns the targets 02_prm wrote in the row, not the row's own labels
+    row = {"prompt": PROMPT, "completions": rows[0]["completions"], "success": rows[0]["success"],
+           "targets": pooled[0]}
+    features = tokenize(load_tokenizer(tiny_model_dir), row, "\n", labels="soft")
+    assert [label for label in features["labels"] if label != IGNORED] == pytest.approx([0.4, 0.1, 1.0])
 
 
 def test_the_trainer_labels_the_separator_tokens_only_and_keeps_soft_targets(tiny_model_dir):

@@ -2,7 +2,7 @@
 
 A PRM family says how it lays the steps out for its model and where it reads each step's score (`encode`), and
 how a score comes out of the logits there (`good_probability`); batching, padding and gathering are shared here.
-`aggregate` turns step scores into one number (min, prod, last or mean), as search-and-learn's `aggregate_scores`.
+`aggregate` turns step scores into one number (min, prod, last, mean or min_before_last), as search-and-learn's `aggregate_scores`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ AGGREGATIONS: dict[str, Callable[[list[float]], float]] = {
     "prod": math.prod,  # the chance every step is right, if the scores were independent probabilities
     "last": lambda scores: scores[-1],  # search-and-learn's default for weighted best-of-N
     "mean": lambda scores: sum(scores) / len(scores),
+    # the worst step before the answer (the answer alone for one step): the outcome reward judges the answer, and a
+    # PRM's score there mostly guesses the outcome, which would pull right answers down with it
+    "min_before_last": lambda scores: min(scores[:-1] or scores),
 }
 
 

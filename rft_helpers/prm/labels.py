@@ -20,17 +20,23 @@ share of the other trajectories through that prefix that go on with this step). 
 finish from, yet is the step it usually writes, keeps a high label; a lucky answer after a wrong step does not
 raise it. Where the previous prefix never reaches the answer the ratio says nothing and the label is the agreement
 alone; the last step's label is its outcome, which is exact.
+
+Pooling identical steps (`pooled_targets`, prm.pool_identical_steps) goes one step further than the tree: a step
+written word for word in many questions (`8+7=15`) gets one target, the mean of its targets wherever it appears.
+One question's estimate carries that question's level (how often the policy solves it at all) and its rollouts'
+noise; a classifier trained on it learns the level from the question rather than the step. Where a step is right
+or wrong whatever comes before it (an arithmetic line), the mean over questions keeps what the step itself does.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 
 from ..records import Messages, assistant, completion_text
 from ..rewards import RewardFn, score_rows
 from ..sampling import SamplingEngine, SamplingParams
-from ..steps import join_steps, split_steps, step_key
+from ..steps import join_steps, normalise_step, split_steps, step_key
 
 
 def prefix_prompt(prompt: Messages, steps: list[str], separator: str) -> Messages:
@@ -68,6 +74,32 @@ def step_targets(row: dict, kind: str) -> list[float]:
     if kind == "relative":
         return relative_targets(row["success"], row["agreement"], row["prompt_success"])
     return [float(label) for label in row["labels"]]
+
+
+def pooled_targets(rows: list[dict], kind: str, pool: list[dict] | None = None) -> list[list[float]]:
+    """Each row's step targets (step_targets), every step but the last replaced by the mean target of the steps
+    written the same way (whitespace aside) at any place but the last in `pool` (default: `rows`), whatever
+    question or prefix they follow. The last step keeps its own target, the sample's outcome: an answer is right
+    for one question only.
+
+    >>> rows = [{"completions": ["2+2=4", "Answer: 4"], "success": [0.2, 0.0]},
+    ...         {"completions": ["2+2=4", "Answer: 14"], "success": [0.8, 1.0]}]
+    >>> pooled_targets(rows, "soft")
+    [[0.5, 0.0], [0.5, 1.0]]
+    """
+    totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
+    for row in rows if pool is None else pool:
+        for step, target in zip(row["completions"][:-1], step_targets(row, kind)):
+            total = totals[normalise_step(step)]
+            total[0] += target
+            total[1] += 1
+    pooled = []
+    for row in rows:
+        own = step_targets(row, kind)
+        middle = [totals[key][0] / totals[key][1] if (key := normalise_step(step)) in totals else target
+                  for step, target in zip(row["completions"][:-1], own)]
+        pooled.append(middle + own[len(middle):])
+    return pooled
 
 
 def monte_carlo_labels(engine: SamplingEngine, samples: list[dict], reward_fn: RewardFn, reward_name: str,

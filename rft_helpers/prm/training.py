@@ -44,12 +44,13 @@ class PRMTrainResult:
 
 
 def tokenize(tokenizer, row: dict, separator: str, labels: str = "soft") -> dict:
-    """input_ids, and labels: the step's target (prm.labels.step_targets) at each separator's last token, -100 at
-    every other token."""
+    """input_ids, and labels: the step's target (the row's `targets` where 02_prm wrote them, else
+    prm.labels.step_targets) at each separator's last token, -100 at every other token."""
     separator_ids = tokenizer(separator, add_special_tokens=False)["input_ids"]
     ids, positions = encode_steps(tokenizer, row["prompt"], row["completions"], separator_ids)
     token_labels = [IGNORED] * len(ids)
-    for position, target in zip(positions, step_targets(row, labels)):
+    targets = row["targets"] if row.get("targets") is not None else step_targets(row, labels)
+    for position, target in zip(positions, targets):
         token_labels[position] = float(target)
     return {"input_ids": ids, "labels": token_labels}
 

@@ -6,7 +6,8 @@ The notebook calls these steps in order (`run_stage` calls them all):
 2. `open_engine`: the policy, which writes the rollouts (the sample section's engine and batch size).
 3. `label_steps`: from every distinct step prefix, `rollouts` continuations; a step's label is the share of the
    trajectories through it (those rollouts, and the iteration's samples drawn the same way) that reach the right
-   answer (prm.labels). Generated tasks also get each step's truth (the process check), to measure only.
+   answer (prm.labels), and each step's training target (`targets`: that label, or its mean over identical steps
+   with prm.pool_identical_steps). Generated tasks also get each step's truth (the process check), to measure only.
 4. `train`: a two-label token classifier on the backbone (the run's base model by default) -> iter_NN/prm/.
 5. `evaluate`: the PRM on the held-out samples: step-level ROC against the rollout labels and, where the truth
    is known, `step_auroc` against it; `label_agreement` of the rollout labels with the truth; all in metrics.json.
@@ -21,7 +22,7 @@ from ..config import PRMStageConfig
 from ..evaluate import auroc, roc_curve
 from ..io import read_jsonl, write_jsonl
 from ..prm import load_prm
-from ..prm.labels import monte_carlo_labels
+from ..prm.labels import monte_carlo_labels, pooled_targets, step_targets
 from ..prm.training import PRMTrainResult, train_prm
 from ..records import Sample, read_records
 from ..rewards import get_reward
@@ -86,6 +87,12 @@ def label_steps(run: Run, iteration: int, config: PRMStageConfig, chosen: LabelS
     for row in rows:
         row["heldout"] = row["id"] in heldout
         row["truth"] = step_truth(row["completions"], references[row["id"]]) if references else None
+    if config.pool_identical_steps:  # pooled over the training rows only: held-out ones stay out of what is learnt
+        targets = pooled_targets(rows, config.labels, pool=[r for r in rows if not r["heldout"]])
+    else:
+        targets = [step_targets(row, config.labels) for row in rows]
+    for row, row_targets in zip(rows, targets):
+        row["targets"] = row_targets
     write_jsonl(run.iter_dir(iteration) / "prm_labels.jsonl", rows)
     run.update_metrics(iteration, "prm", {"rollouts": numbers}, merge=False)
     return rows
