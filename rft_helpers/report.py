@@ -179,16 +179,16 @@ def _truth_mark(row: dict) -> str:
 
 
 def plot_label_distribution(rows: list[dict], labels: str = "soft", ax=None):
-    """The step labels the PRM learns (the rows' `targets`: prm.labels' share of a step's rollouts that reach the
-    right answer or its relative label, pooled over identical steps with prm.pool_identical_steps), split by the truth where it is known: wrong steps should sit left, right ones right."""
+    """The step targets the PRM learns (prm.labels' share of a step's rollouts that reach the right answer or its
+    relative label, pooled over identical steps with prm.pool_identical_steps), split by the truth where it is
+    known: wrong steps should sit left, right ones right."""
     import matplotlib.pyplot as plt
 
-    from .prm.labels import step_targets
+    from .prm.labels import training_targets
 
     ax = ax or plt.subplots(figsize=(6, 3))[1]
     shares = [(target, truth) for r in rows
-              for target, truth in zip(r["targets"] if r.get("targets") is not None else step_targets(r, labels),
-                                       r.get("truth") or [None] * len(r["completions"]))]
+              for target, truth in zip(training_targets(r, labels), r.get("truth") or [None] * len(r["completions"]))]
     bins = [i / 10 for i in range(11)]
     if any(t is not None for _, t in shares):
         ax.hist([[s for s, t in shares if t], [s for s, t in shares if t is False]], bins=bins, stacked=True,

@@ -2,7 +2,8 @@
 
 A PRM family says how it lays the steps out for its model and where it reads each step's score (`encode`), and
 how a score comes out of the logits there (`good_probability`); batching, padding and gathering are shared here.
-`aggregate` turns step scores into one number (min, prod, last, mean or min_before_last), as search-and-learn's `aggregate_scores`.
+`aggregate` turns step scores into one number (min, prod, last, mean or min_before_last), as search-and-learn's
+`aggregate_scores`.
 """
 
 from __future__ import annotations

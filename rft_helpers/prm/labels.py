@@ -76,6 +76,11 @@ def step_targets(row: dict, kind: str) -> list[float]:
     return [float(label) for label in row["labels"]]
 
 
+def training_targets(row: dict, kind: str) -> list[float]:
+    """The targets 02_prm wrote in the row (`targets`), else the row's own (step_targets)."""
+    return row["targets"] if row.get("targets") is not None else step_targets(row, kind)
+
+
 def pooled_targets(rows: list[dict], kind: str, pool: list[dict] | None = None) -> list[list[float]]:
     """Each row's step targets (step_targets), every step but the last replaced by the mean target of the steps
     written the same way (whitespace aside) at any place but the last in `pool` (default: `rows`), whatever

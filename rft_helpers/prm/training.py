@@ -21,7 +21,7 @@ from ..exceptions import ConfigError
 from ..io import scratch_folder
 from ..models import is_adapter, load_tokenizer, save_checkpoint
 from ..progress import quiet_trainer_progress
-from .labels import step_targets
+from .labels import training_targets
 from .token_classification import encode_steps, write_prm_config
 
 IGNORED = -100.0
@@ -44,13 +44,12 @@ class PRMTrainResult:
 
 
 def tokenize(tokenizer, row: dict, separator: str, labels: str = "soft") -> dict:
-    """input_ids, and labels: the step's target (the row's `targets` where 02_prm wrote them, else
-    prm.labels.step_targets) at each separator's last token, -100 at every other token."""
+    """input_ids, and labels: the step's target (prm.labels.training_targets) at each separator's last token, -100
+    at every other token."""
     separator_ids = tokenizer(separator, add_special_tokens=False)["input_ids"]
     ids, positions = encode_steps(tokenizer, row["prompt"], row["completions"], separator_ids)
     token_labels = [IGNORED] * len(ids)
-    targets = row["targets"] if row.get("targets") is not None else step_targets(row, labels)
-    for position, target in zip(positions, targets):
+    for position, target in zip(positions, training_targets(row, labels)):
         token_labels[position] = float(target)
     return {"input_ids": ids, "labels": token_labels}
 
