@@ -477,6 +477,10 @@ class PRMConfig(_Strict):
     num_epochs: float = Field(3.0, gt=0, description="trained: passes over the labelled samples")
     batch_size: int = Field(32, gt=0, description="trained: labelled samples per optimizer step")
     score_batch_size: int = Field(64, gt=0, description="completions per PRM forward pass when scoring")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="weights dtype for scoring (bfloat16: about twice as fast on AVX-512 bf16 CPUs, "
+                               "step scores within about 0.03)"
+    )
 
     @property
     def trained(self) -> bool:

@@ -45,15 +45,17 @@ def advice(config: RunConfig) -> list[str]:
 
     if torch.cuda.is_available() or cpu_has_bf16():
         return []
-    fields = [name for name, used in [
-        ("model.dtype: bfloat16", config.model.dtype == "bfloat16"),
-        ("train.bf16: true", any(config.at_iteration(i).train.bf16 for i in config.iterations_with_settings()))]
+    slow = [(name, fix) for name, fix, used in [
+        ("model.dtype: bfloat16", "model.dtype=float32", config.model.dtype == "bfloat16"),
+        ("train.bf16: true", "train.bf16=false",
+         any(config.at_iteration(i).train.bf16 for i in config.iterations_with_settings())),
+        ("prm.dtype: bfloat16", "prm.dtype=float32", config.prm.model is not None and config.prm.dtype == "bfloat16")]
         if used]
-    if not fields:
+    if not slow:
         return []
-    return [f"{' and '.join(fields)} on a CPU without bf16 instructions (no avx512_bf16 or amx_bf16): torch emulates "
-            "bf16, about 8x slower than float32 (measured on an AVX2 CPU); --set model.dtype=float32 --set "
-            "train.bf16=false runs faster here"]
+    return [f"{' and '.join(name for name, _ in slow)} on a CPU without bf16 instructions (no avx512_bf16 or "
+            "amx_bf16): torch emulates bf16, about 8x slower than float32 (measured on an AVX2 CPU); "
+            f"{' '.join(f'--set {fix}' for _, fix in slow)} runs faster here"]
 
 
 def check_paths(config: RunConfig, base_dir: Path | None = None) -> None:

@@ -113,7 +113,7 @@ def grpo_train(model_path: str | Path, questions: list[dict], output_dir: str | 
                beta: float = 0.0, prm: dict | None = None, prm_weight: float = 0.0, **options) -> TrainResult:
     """On-policy GRPO (TRL's GRPOTrainer): each step samples `num_generations` completions per question, scores
     them with `reward_fn` (the filter stage's reward, or its name: same signature) and pushes up the ones better
-    than their group's mean. With `prm` (PRMReward's arguments: path, aggregation, separator, format) and
+    than their group's mean. With `prm` (PRMReward's arguments: path, aggregation, separator, format, dtype) and
     `prm_weight` > 0, the PRM's aggregated step score is a second reward, weighted beside the outcome's 1 (TRL's
     reward_weights). `batch_size` counts completions, so it must be a multiple of num_generations.
     Options: see `train`."""

@@ -240,5 +240,8 @@ def test_bf16_on_a_cpu_without_bf16_instructions_gets_one_line_of_advice(monkeyp
     assert preflight.advice(load_config(recipe, ["model.dtype=float32", "train.bf16=false"])) == []
     assert main(["validate", recipe]) == 0
     assert "note: model.dtype: bfloat16" in capsys.readouterr().err
+    prm_recipe = str(Path(__file__).parents[1] / "params" / "demo_prm.yaml")  # PRM scoring in bfloat16
+    [line] = preflight.advice(load_config(prm_recipe))
+    assert line.startswith("prm.dtype: bfloat16 on a CPU") and line.endswith("--set prm.dtype=float32 runs faster here")
     monkeypatch.setattr(preflight, "cpu_has_bf16", lambda: True)
-    assert preflight.advice(config) == []
+    assert preflight.advice(config) == [] and preflight.advice(load_config(prm_recipe)) == []

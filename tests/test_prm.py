@@ -66,6 +66,10 @@ def test_token_classification_reads_the_last_token_of_each_separator(tmp_path):
         expected = probabilities(model, ids).softmax(-1)[positions, 1]
         assert got == pytest.approx(expected.tolist(), abs=1e-5)
     assert prm.score([PROMPT], [STEPS[1]])[0] == pytest.approx(scores[1], abs=1e-5)  # padding changes nothing
+    fast = load_prm(folder, dtype="bfloat16")  # prm.dtype: the same scores, to bfloat16's precision
+    assert fast.model.dtype == torch.bfloat16
+    assert [s for row in fast.score([PROMPT, PROMPT], STEPS) for s in row] == pytest.approx(
+        [s for row in scores for s in row], abs=0.03)
 
 
 def test_qwen_format_reads_a_two_class_head_at_each_extra_0_tag(tmp_path):

@@ -16,8 +16,9 @@ class PRMReward:
     processes and the launcher pass it around): the model loads on the first call."""
 
     def __init__(self, path: str | Path, aggregation: str = "min", separator: str = DEFAULT_SEPARATOR,
-                 format: str = "auto"):
+                 format: str = "auto", dtype: str = "float32"):
         self.path, self.aggregation, self.separator, self.format = str(path), aggregation, separator, format
+        self.dtype = dtype
         self.__name__ = "prm"  # TRL logs each reward under its function's name
         self._prm: ProcessRewardModel | None = None
 
@@ -27,7 +28,7 @@ class PRMReward:
     @property
     def prm(self) -> ProcessRewardModel:
         if self._prm is None:
-            self._prm = load_prm(self.path, self.format)
+            self._prm = load_prm(self.path, self.format, self.dtype)
         return self._prm
 
     def step_scores(self, prompts: list, completions: list) -> list[list[float]]:

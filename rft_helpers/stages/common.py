@@ -64,7 +64,7 @@ def search_plan(run: Run, iteration: int, strategy: str, prm: PRMConfig, mcts_va
 
 
 def open_prm(path: str | None, prm: PRMConfig) -> ProcessRewardModel | None:
-    return None if path is None else load_prm(path, prm.format, batch_size=prm.score_batch_size)
+    return None if path is None else load_prm(path, prm.format, prm.dtype, prm.score_batch_size)
 
 
 def search_settings(section: SampleConfig | EvalConfig, run: Run, temperature: float, seed: int) -> SearchSettings:

@@ -38,7 +38,8 @@ def score(run: Run, iteration: int, config: FilterStageConfig, samples: list[dic
         if path is None:
             raise ConfigError(f"filter.prm: iteration {iteration} has no PRM yet (prm.model: trained learns one in "
                               "02_prm of iteration 1)")
-        prm = load_prm(path, config.prm_model.format, batch_size=config.prm_model.score_batch_size)
+        prm = load_prm(path, config.prm_model.format, config.prm_model.dtype,
+                       config.prm_model.score_batch_size)
         steps = [split_steps(completion_text(row["completion"]), separator) for row in scored]
         scored = add_step_scores(scored, prm.score([row["prompt"] for row in scored], steps, progress=progress),
                                  config.prm_aggregation)

@@ -144,7 +144,7 @@ def evaluate(run: Run, iteration: int, config: PRMStageConfig, rows: list[dict],
     """The new PRM's step scores on the held-out samples against their rollout labels and (generated tasks) the
     truth, and how often the rollout labels agree with the truth."""
     heldout = [r for r in rows if r["heldout"]]
-    prm = load_prm(run.prm_checkpoint(iteration), batch_size=config.score_batch_size)
+    prm = load_prm(run.prm_checkpoint(iteration), dtype=config.dtype, batch_size=config.score_batch_size)
     scores = prm.score([r["prompt"] for r in heldout], [r["completions"] for r in heldout], progress=progress)
     heldout = [r | {"step_scores": s} for r, s in zip(heldout, scores)]
     flat = [score for r in heldout for score in r["step_scores"]]

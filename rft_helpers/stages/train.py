@@ -82,6 +82,7 @@ def _train(run: Run, iteration: int, config: TrainStageConfig, data: TrainingDat
                     temperature=config.sample.temperature, top_p=config.sample.top_p, top_k=config.sample.top_k,
                     min_p=config.sample.min_p, beta=config.beta,
                     prm={"path": prm, "aggregation": config.filter.prm_aggregation, "format": config.prm_model.format,
+                         "dtype": config.prm_model.dtype,
                          "separator": run.config.task.step_separator} if prm else None,
                     prm_weight=config.prm_weight, **options)
     if data.algorithm == "dpo":
