@@ -661,6 +661,7 @@ def plot_runs(run_dirs: list[str | Path], ax=None):
         if not summary.empty:
             ax.plot(summary["iteration"], summary["accuracy"], marker="o", label=Path(run_dir).name)
     ax.set(xlabel="iteration", ylabel="test accuracy (greedy pass@1)", title="Runs compared", ylim=(0, 1))
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax.legend()
     return ax
 
