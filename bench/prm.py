@@ -1,5 +1,5 @@
 """PRM costs on this machine: Monte Carlo labelling (rollout tokens/s), PRM training (labelled samples/s) and PRM
-scoring (steps/s), on the demo's task and model after its warm-up.
+scoring (steps/s, in float32 and in bfloat16: prm.dtype), on the demo's task and model after its warm-up.
 
     python bench/prm.py [--samples 1000] [--rollouts 4] [--score 4000]
 
@@ -49,19 +49,22 @@ def main() -> None:
         engine.close()
         trained = train_prm(run.base_model, rows, Path(folder) / "prm", num_epochs=args.epochs, learning_rate=1e-3)
 
-        prm = load_prm(Path(folder) / "prm", batch_size=256)
         scored = samples[: args.score]
         steps = [split_steps(completion_text(s["completion"])) for s in scored]
-        start = time.perf_counter()
-        prm.score([s["prompt"] for s in scored], steps)
-        score_seconds = time.perf_counter() - start
+        score_seconds = {}
+        for dtype in ("float32", "bfloat16"):  # prm.dtype
+            prm = load_prm(Path(folder) / "prm", dtype=dtype, batch_size=256)
+            start = time.perf_counter()
+            prm.score([s["prompt"] for s in scored], steps)
+            score_seconds[dtype] = time.perf_counter() - start
     print(json.dumps({
         "labelled_samples": rollouts["samples"], "prefixes": rollouts["prefixes"], "rollouts": rollouts["rollouts"],
         "rollout_tokens": rollouts["rollout_tokens"], "rollout_seconds": rollouts["rollout_seconds"],
         "rollout_tokens_per_s": rollouts["rollout_tokens_per_s"],
         "prm_train_examples_per_s": trained.summary["examples_per_s"], "prm_train_seconds": trained.summary["seconds"],
-        "scored_steps": sum(map(len, steps)), "score_seconds": round(score_seconds, 2),
-        "scoring_steps_per_s": round(sum(map(len, steps)) / score_seconds, 1),
+        "scored_steps": sum(map(len, steps)), "score_seconds": round(score_seconds["float32"], 2),
+        "scoring_steps_per_s": round(sum(map(len, steps)) / score_seconds["float32"], 1),
+        "scoring_steps_per_s_bfloat16": round(sum(map(len, steps)) / score_seconds["bfloat16"], 1),
     }))
 
 
