@@ -18,12 +18,11 @@ from ..exceptions import ConfigError
 from ..filters import (add_step_scores, apply_filters, build_pairs, build_train_set, filter_summary, process_summary,
                        score_samples)
 from ..io import read_jsonl, write_jsonl
-from ..prm import load_prm
 from ..records import Sample, assistant, completion_text, pair_record, read_records
 from ..rewards import get_reward
 from ..run import Run
 from ..steps import split_steps
-from .common import check_process, reference_steps
+from .common import check_process, open_prm, reference_steps
 
 
 def load_samples(run: Run, iteration: int) -> list[dict]:
@@ -38,8 +37,7 @@ def score(run: Run, iteration: int, config: FilterStageConfig, samples: list[dic
         if path is None:
             raise ConfigError(f"filter.prm: iteration {iteration} has no PRM yet (prm.model: trained learns one in "
                               "02_prm of iteration 1)")
-        prm = load_prm(path, config.prm_model.format, config.prm_model.dtype,
-                       config.prm_model.score_batch_size)
+        prm = open_prm(path, config.prm_model)  # its format, dtype and batch size
         steps = [split_steps(completion_text(row["completion"]), separator) for row in scored]
         scored = add_step_scores(scored, prm.score([row["prompt"] for row in scored], steps, progress=progress),
                                  config.prm_aggregation)
