@@ -59,10 +59,15 @@ class ProcessRewardModel(ABC):
 
     @torch.inference_mode()
     def score(self, prompts: list[Messages], steps: list[list[str]], progress: bool = False) -> list[list[float]]:
-        """Each completion's step scores, in order (an empty list for a completion without steps)."""
+        """Each completion's step scores, in order (an empty list for a completion without steps). Identical
+        inputs (the same prompt and steps, common once a policy repeats itself) go through the model once."""
         encoded = [self.encode(prompt, completion_steps) if completion_steps else ([], [])
                    for prompt, completion_steps in zip(prompts, steps)]
-        order = sorted((i for i, (ids, _) in enumerate(encoded) if ids), key=lambda i: len(encoded[i][0]))
+        first: dict[tuple[int, ...], int] = {}  # token ids -> the first completion that has them
+        for i, (ids, _) in enumerate(encoded):
+            if ids:
+                first.setdefault(tuple(ids), i)
+        order = sorted(first.values(), key=lambda i: len(encoded[i][0]))
         scores: list[list[float]] = [[] for _ in encoded]
         batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
@@ -78,4 +83,4 @@ class ProcessRewardModel(ABC):
             good = self.good_probability(logits.float()).cpu()
             for row, i in enumerate(batch):
                 scores[i] = good[row, encoded[i][1]].tolist()
-        return scores
+        return [list(scores[first[tuple(ids)]]) if ids else [] for ids, _ in encoded]
