@@ -473,6 +473,11 @@ class PRMConfig(_Strict):
         "base", description='trained: "base" (the run\'s starting model: a scratch run\'s untrained weights, or the '
                             'pretrained model), "policy" (the current policy\'s weights) or a model folder'
     )
+    last_step_weight: float = Field(
+        1.0, ge=0, description="trained: the last step's weight in the loss against 1 for every other step. Its "
+                               "label is the outcome (0 or 1), which the PRM can hardly predict before it judges the "
+                               "steps; with soft or relative labels a weight below 1 (0.25) lets the steps' signal "
+                               "through")
     learning_rate: float = Field(1e-3, gt=0, description="trained: peak learning rate")
     num_epochs: float = Field(3.0, gt=0, description="trained: passes over the labelled samples")
     batch_size: int = Field(32, gt=0, description="trained: labelled samples per optimizer step")

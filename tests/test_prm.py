@@ -72,6 +72,23 @@ def test_token_classification_reads_the_last_token_of_each_separator(tmp_path):
         [s for row in scores for s in row], abs=0.03)
 
 
+def test_identical_completions_go_through_the_model_once_and_get_the_same_scores(tmp_path):
+    folder, _, _ = tiny(tmp_path / "trl")
+    prm = load_prm(folder)
+    rows_read = []
+    prm.model.register_forward_hook(lambda module, args, kwargs, out: rows_read.append(kwargs["input_ids"].shape[0]),
+                                    with_kwargs=True)
+    steps = [STEPS[0], STEPS[1], STEPS[0], [], STEPS[0]]
+    scores = prm.score([PROMPT] * len(steps), steps)
+    assert sum(rows_read) == 2  # two distinct inputs; the empty completion is not read
+    assert scores[0] == scores[2] == scores[4] == prm.score([PROMPT], [STEPS[0]])[0] and scores[3] == []
+    assert scores[0] is not scores[2]  # each row its own list: a caller may change one
+    other = [{"role": "user", "content": "11+11=?"}]  # the same steps under another question are another input
+    rows_read.clear()
+    prm.score([PROMPT, other], [STEPS[1], STEPS[1]])
+    assert sum(rows_read) == 2
+
+
 def test_qwen_format_reads_a_two_class_head_at_each_extra_0_tag(tmp_path):
     folder, model, tokenizer = tiny(tmp_path / "qwen", extra_tokens=["<extra_0>"])
     prm = load_prm(folder)
@@ -252,6 +269,32 @@ def test_the_trainer_labels_the_separator_tokens_only_and_keeps_soft_targets(tin
     assert set(features["labels"]) - {0.75, 0.25, 1.0} == {IGNORED}  # never cast: -100 is not a class
     hard = tokenize(tokenizer, row, "\n", labels="hard")
     assert [hard["labels"][i] for i in labelled] == [1.0, 0.0, 1.0]
+
+
+def test_the_last_steps_weight_scales_its_share_of_the_loss(tiny_model_dir):
+    from rft_helpers.models import load_tokenizer
+    from rft_helpers.prm.training import collate, soft_cross_entropy
+
+    tokenizer = load_tokenizer(tiny_model_dir)
+    row = {"prompt": PROMPT, "completions": STEPS[0], "labels": [True, False, True], "success": [0.75, 0.25, 1.0]}
+    features = tokenize(tokenizer, row, "\n", labels="soft", last_step_weight=0.25)
+    labelled = [i for i, label in enumerate(features["labels"]) if label != IGNORED]
+    assert [features["label_weights"][i] for i in labelled] == [1.0, 1.0, 0.25]
+    assert sum(features["label_weights"]) == 2.25  # nothing weighs where there is no label
+    batch = collate(tokenizer.pad_token_id)([features, tokenize(tokenizer, row | {"completions": STEPS[1],
+                                                                                  "success": [0.5, 0.0]}, "\n")])
+    torch.manual_seed(0)
+    logits = torch.randn(*batch["labels"].shape, 2)
+    loss = soft_cross_entropy(logits, batch["labels"], batch["label_weights"])
+    by_hand = []  # (weight, target, log p(wrong), log p(right)) at each labelled token
+    for row_index, (targets, weights) in enumerate(zip(batch["labels"], batch["label_weights"])):
+        for position in (targets != IGNORED).nonzero().flatten().tolist():
+            log_p = logits[row_index, position].log_softmax(-1)
+            y = targets[position].item()
+            by_hand.append(weights[position].item() * -(y * log_p[1] + (1 - y) * log_p[0]).item())
+    assert len(by_hand) == 5 and loss.item() == pytest.approx(sum(by_hand) / 5, rel=1e-5)  # summed over 5 labels
+    unweighted = soft_cross_entropy(logits, batch["labels"])
+    assert unweighted.item() > loss.item()  # the first row's last step (target 1) weighs a quarter
 
 
 def test_a_trained_prm_tells_right_steps_from_wrong_ones_and_loads_by_itself(tiny_model_dir, tmp_path):

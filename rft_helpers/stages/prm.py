@@ -126,7 +126,7 @@ def train(run: Run, iteration: int, config: PRMStageConfig, rows: list[dict]) ->
     backbone = {"base": run.base_model, "policy": run.policy_model(iteration)}.get(config.backbone, config.backbone)
     result = train_prm(backbone, [r for r in rows if not r["heldout"]], run.prm_checkpoint(iteration),
                        separator=run.config.task.step_separator, labels=config.labels,
-                       learning_rate=config.learning_rate, num_epochs=config.num_epochs, batch_size=config.batch_size,
+                       last_step_weight=config.last_step_weight, learning_rate=config.learning_rate, num_epochs=config.num_epochs, batch_size=config.batch_size,
                        seed=run.config.seed + iteration)
     run.update_metrics(iteration, "prm", {"backbone": backbone, "training": result.summary})
     return result
