@@ -308,6 +308,19 @@ def test_a_trained_prm_tells_right_steps_from_wrong_ones_and_loads_by_itself(tin
     assert all(s[0] > 0.5 > s[2] for s in scores)
 
 
+def test_a_last_step_weight_of_zero_leaves_the_answer_lines_label_out_of_training(tiny_model_dir, tmp_path):
+    rows = [{"prompt": PROMPT, "completions": [good, bad, "Answer: 1"], "labels": [True, False, True],
+             "success": [1.0, 0.0, 1.0]} for good, bad in [("9+3=12", "9+3=13"), ("2+2=4", "2+2=5")]]
+    flipped = [r | {"labels": [True, False, False], "success": [1.0, 0.0, 0.0]} for r in rows]
+    scores = []
+    for name, data in (("as_is", rows), ("flipped", flipped)):
+        train_prm(tiny_model_dir, data * 4, tmp_path / name, last_step_weight=0.0, learning_rate=3e-3,
+                  num_epochs=3, batch_size=4)
+        scores.append(load_prm(tmp_path / name).score([PROMPT] * 2, [r["completions"] for r in rows]))
+    # the answer line's targets differ, and nothing of them reached the weights
+    assert [s for row in scores[0] for s in row] == pytest.approx([s for row in scores[1] for s in row], abs=1e-6)
+
+
 def test_only_samples_drawn_as_the_rollouts_are_pooled():
     from rft_helpers.stages.prm import drawn_as
 

@@ -107,7 +107,7 @@ def train_prm(backbone: str | Path, rows: list[dict], output_dir: str | Path, *,
     """Train a two-label token classifier on `backbone`'s weights and save it (with its tokenizer and
     prm_config.json) to `output_dir`, written to a temporary folder and renamed into place."""
     from datasets import Dataset
-    from transformers import AutoModelForTokenClassification, TrainingArguments
+    from transformers import AutoModelForTokenClassification, TrainingArguments, set_seed
     from transformers.utils import logging as hf_logging
 
     if not rows:
@@ -117,6 +117,7 @@ def train_prm(backbone: str | Path, rows: list[dict], output_dir: str | Path, *,
                           "lora.merge: true)")
     tokenizer = load_tokenizer(backbone)
     hf_logging.set_verbosity_error()  # "some weights were newly initialized": the head, as intended
+    set_seed(seed)  # the new head's initial weights too, not only the Trainer's shuffling
     model = AutoModelForTokenClassification.from_pretrained(
         str(backbone), num_labels=2, id2label={0: "wrong", 1: "right"}, label2id={"wrong": 0, "right": 1},
         dtype=torch.float32)
