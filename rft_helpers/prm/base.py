@@ -63,10 +63,11 @@ class ProcessRewardModel(ABC):
         inputs (the same prompt and steps, common once a policy repeats itself) go through the model once."""
         encoded = [self.encode(prompt, completion_steps) if completion_steps else ([], [])
                    for prompt, completion_steps in zip(prompts, steps)]
+        keys = [tuple(ids) for ids, _ in encoded]
         first: dict[tuple[int, ...], int] = {}  # token ids -> the first completion that has them
-        for i, (ids, _) in enumerate(encoded):
-            if ids:
-                first.setdefault(tuple(ids), i)
+        for i, key in enumerate(keys):
+            if key:
+                first.setdefault(key, i)
         order = sorted(first.values(), key=lambda i: len(encoded[i][0]))
         scores: list[list[float]] = [[] for _ in encoded]
         batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
@@ -83,4 +84,4 @@ class ProcessRewardModel(ABC):
             good = self.good_probability(logits.float()).cpu()
             for row, i in enumerate(batch):
                 scores[i] = good[row, encoded[i][1]].tolist()
-        return [list(scores[first[tuple(ids)]]) if ids else [] for ids, _ in encoded]
+        return [list(scores[first[key]]) if key else [] for key in keys]
